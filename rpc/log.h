@@ -1,0 +1,42 @@
+/*
+ * log.h - the library never prints; it reports through this hook.
+ *
+ * Programs install a sink once at start. rpc_log_json_sink writes one JSON
+ * object a line to stdout, which is what every estore program uses.
+ */
+#ifndef ESTORE_RPC_LOG_H
+#define ESTORE_RPC_LOG_H
+
+#include <stdbool.h>
+
+typedef enum rpc_log_level {
+	RPC_LOG_DEBUG = 0,
+	RPC_LOG_INFO = 1,
+	RPC_LOG_WARN = 2,
+	RPC_LOG_ERROR = 3,
+} rpc_log_level;
+
+typedef void (*rpc_log_sink)(void *user, rpc_log_level level,
+			     const char *component, const char *message);
+
+/* Installs the sink (NULL disables logging) and the minimum level.
+ * Call before starting threads. */
+void rpc_log_set_sink(rpc_log_sink sink, void *user, rpc_log_level min_level);
+
+/* True when a message at `level` would be emitted: check before costly
+ * formatting. */
+bool rpc_log_enabled(rpc_log_level level);
+
+/* Formats and emits a message; cheap no-op when the level is filtered. */
+void rpc_log(rpc_log_level level, const char *component, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Sink writing {"ts":"...","level":"info","component":"...","msg":"..."}
+ * lines to stdout; `user` is the program name added as "service". */
+void rpc_log_json_sink(void *user, rpc_log_level level, const char *component,
+		       const char *message);
+
+/* Parses "debug", "info", "warn", "error"; returns 0 or RPC_ERR_INVALID. */
+int rpc_log_level_parse(const char *s, rpc_log_level *out);
+
+#endif
