@@ -1044,7 +1044,7 @@ static void end_of_input(struct rpc_ctx *call)
 	pthread_mutex_unlock(&call->lock);
 	if (!call->dispatched) {
 		if (call->n_msgs_in != 1) {
-			call_abort(call, RPC_UNIMPLEMENTED,
+			call_abort(call, RPC_INTERNAL,
 				   call->n_msgs_in ?
 					   "more than one request message for a unary request" :
 					   "missing request message");
@@ -1070,7 +1070,7 @@ static int on_message(void *user, const uint8_t *data, size_t len,
 	}
 	call->n_msgs_in++;
 	if (!call->dispatched && call->n_msgs_in > 1) {
-		call_abort(call, RPC_UNIMPLEMENTED,
+		call_abort(call, RPC_INTERNAL,
 			   "more than one request message for a unary request");
 		return 1;
 	}
@@ -1081,6 +1081,13 @@ static int on_message(void *user, const uint8_t *data, size_t len,
 	}
 	memcpy(m->data, data, len);
 	pthread_mutex_lock(&call->lock);
+	if (call->handler_done) {
+		/* The handler has answered; what the client still sends is
+		 * read and dropped. */
+		pthread_mutex_unlock(&call->lock);
+		free(m);
+		return 0;
+	}
 	too_much = call->in_bytes + len > call->srv->cfg.max_queued_bytes;
 	if (!too_much) {
 		if (call->in_tail)

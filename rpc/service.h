@@ -16,6 +16,10 @@
 
 #include "rpc/status.h"
 
+/* The generated-code contract below; *.rpc.h / *.desc.h refuse to compile
+ * against another version (regenerate with the `generate` target). */
+#define RPC_CODEGEN_VERSION 1
+
 typedef struct rpc_ctx rpc_ctx;
 typedef struct rpc_stream rpc_stream;
 
