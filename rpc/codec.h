@@ -40,8 +40,10 @@ void rpc_msg_reader_dispose(rpc_msg_reader *r);
 
 /* Consumes all of data[0..len). Returns 0, the non-zero value a callback
  * returned, RPC_ERR_TOO_LARGE when a prefix announces more than max_len
- * (nothing is allocated for it), or RPC_ERR_NOMEM. After an error the
- * reader stays failed. */
+ * (nothing is allocated for it), or RPC_ERR_NOMEM. After an error, or a
+ * callback's stop, the reader stays failed (message boundaries are lost)
+ * and every later feed returns RPC_ERR_CLOSED. Any non-zero flag byte is
+ * reported as compressed; the caller decides whether it accepts that. */
 int rpc_msg_reader_feed(rpc_msg_reader *r, const uint8_t *data, size_t len,
 			rpc_msg_cb cb, void *user);
 

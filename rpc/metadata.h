@@ -30,7 +30,9 @@ void rpc_metadata_init(rpc_metadata *md);
 void rpc_metadata_dispose(rpc_metadata *md);
 
 /* True for a valid custom key: non-empty, [0-9a-z_.-] only, not starting
- * with "grpc-" and not one of the protocol's own headers. */
+ * with "grpc-" and not one of the protocol's own headers (content-type, te,
+ * host, user-agent and the HTTP/1 connection headers: see metadata.c).
+ * Received metadata may carry user-agent; only sending refuses it. */
 bool rpc_metadata_key_valid(const char *key, size_t len);
 
 /* True when the key names binary metadata (ends in "-bin"). */
