@@ -1554,10 +1554,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			conn_mark_dirty(c);
 		} else if (c->headers_since &&
 			   now - c->headers_since > cfg->header_timeout_ms * 1000000LL) {
-			conn_goaway(c, NGHTTP2_PROTOCOL_ERROR, "header timeout");
+			/* Streams waiting for their headers will never
+			 * complete: end the connection, not just new streams. */
 			c->closing = true;
-			/* Streams waiting for headers will never complete. */
 			nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+			conn_mark_dirty(c);
 		} else if (!c->open_streams && !c->closing &&
 			   now - c->last_activity > cfg->idle_timeout_ms * 1000000LL) {
 			conn_goaway(c, NGHTTP2_NO_ERROR, "idle");
