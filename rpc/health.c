@@ -225,5 +225,11 @@ int rpc_health_register(rpc_health *h, rpc_server *srv)
 		.watch = health_watch,
 	};
 
-	return grpc_health_v1_Health_register(srv, &impl, h);
+	int rc = grpc_health_v1_Health_register(srv, &impl, h);
+
+	/* Check only takes a short lock: probes never wait for a worker. */
+	if (rc == 0)
+		rc = rpc_server_set_inline(
+			srv, grpc_health_v1_Health_methods[0].path);
+	return rc;
 }

@@ -354,6 +354,8 @@ int rpc_ctx_sleep(rpc_ctx *ctx, long long ms)
 	struct timespec until;
 	int rc = 0;
 
+	if (ctx->on_io)
+		return RPC_ERR_INVALID; /* never block an I/O thread */
 	abs_timespec(ms * 1000000LL, &until);
 	pthread_mutex_lock(&ctx->lock);
 	while (!atomic_load(&ctx->cancelled)) {
@@ -397,6 +399,16 @@ rpc_code rpc_ctx_error(rpc_ctx *ctx, rpc_code code, const char *fmt, ...)
 	va_end(ap);
 	ctx->status_msg = rpc_arena_strdup(ctx->arena, buf);
 	return code;
+}
+
+bool rpc_ctx_on_io_thread(const rpc_ctx *ctx)
+{
+	return ctx->on_io;
+}
+
+rpc_code rpc_ctx_offload(rpc_ctx *ctx)
+{
+	return RPC_OFFLOAD;
 }
 
 rpc_ctx *rpc_stream_ctx(rpc_stream *s)
@@ -487,7 +499,14 @@ int rpc_stream_recv(rpc_stream *s, ProtobufCMessage **msg)
 /* ------------------------------------------------------------------ */
 /* worker pool                                                         */
 
-static void run_handler(struct rpc_ctx *call)
+/*
+ * Runs the handler of a call whose request message (unary and server
+ * streaming) is `req`, then queues the reply and the final status. On the
+ * I/O thread (`on_io`) nothing is posted: the caller submits at once.
+ * Returns false when an inline handler asked to be offloaded (nothing was
+ * queued; the call must go to a worker).
+ */
+static bool execute(struct rpc_ctx *call, struct msgbuf *req, bool on_io)
 {
 	const rpc_method_desc *d = call->method->desc;
 	ProtobufCMessage *in = NULL, *out = NULL;
@@ -495,16 +514,9 @@ static void run_handler(struct rpc_ctx *call)
 	rpc_code code = RPC_OK;
 	int err = 0;
 
+	call->on_io = on_io;
 	if (d->kind == RPC_UNARY || d->kind == RPC_SERVER_STREAMING) {
-		struct msgbuf *m;
-
-		pthread_mutex_lock(&call->lock);
-		m = call->in_head;
-		call->in_head = call->in_tail = NULL;
-		call->in_bytes = 0;
-		pthread_mutex_unlock(&call->lock);
-		in = m ? decode_request(call, m, true) : NULL;
-		free(m);
+		in = req ? decode_request(call, req, true) : NULL;
 		if (!in) {
 			code = rpc_ctx_error(call, RPC_INVALID_ARGUMENT,
 					     "malformed request: not a valid %s",
@@ -523,6 +535,13 @@ static void run_handler(struct rpc_ctx *call)
 	}
 	code = d->invoke(call->method->impl, call, in, out,
 			 d->kind == RPC_UNARY ? NULL : &call->stream);
+	if (code == RPC_OFFLOAD) {
+		call->on_io = false;
+		if (on_io)
+			return false;
+		code = rpc_ctx_error(call, RPC_INTERNAL,
+				     "handler offloaded outside the I/O thread");
+	}
 	if (code == RPC_OK && out) {
 		reply = encode_message(out, call->srv->cfg.max_send_msg, &err);
 		if (!reply)
@@ -531,14 +550,14 @@ static void run_handler(struct rpc_ctx *call)
 					     protobuf_c_message_get_packed_size(out));
 	}
 done:
+	call->on_io = false;
 	pthread_mutex_lock(&call->lock);
 	if (call->handler_done) {
 		/* The I/O side already ended the call (deadline, limit): its
 		 * status stands and this result is dropped. */
 		free(reply);
-		reply = NULL;
 		pthread_mutex_unlock(&call->lock);
-		return;
+		return true;
 	}
 	if (reply) {
 		if (call->out_tail)
@@ -553,8 +572,34 @@ done:
 	call->status = code;
 	call->handler_done = true;
 	call->headers_committed = true;
-	call_notify_locked(call);
+	if (!on_io)
+		call_notify_locked(call);
 	pthread_mutex_unlock(&call->lock);
+	return true;
+}
+
+/* Takes the one request message of a unary / server-streaming call. */
+static struct msgbuf *take_request(struct rpc_ctx *call)
+{
+	struct msgbuf *m;
+
+	pthread_mutex_lock(&call->lock);
+	m = call->in_head;
+	call->in_head = call->in_tail = NULL;
+	call->in_bytes = 0;
+	pthread_mutex_unlock(&call->lock);
+	return m;
+}
+
+static void run_handler(struct rpc_ctx *call)
+{
+	const rpc_method_desc *d = call->method->desc;
+	struct msgbuf *req = NULL;
+
+	if (d->kind == RPC_UNARY || d->kind == RPC_SERVER_STREAMING)
+		req = take_request(call);
+	execute(call, req, false);
+	free(req);
 }
 
 static void *worker_main(void *arg)
@@ -1028,6 +1073,26 @@ static void call_start(struct rpc_ctx *call)
 		dispatch(call);
 }
 
+/* A unary handler registered as non-blocking runs right here on the I/O
+ * thread: no hand-off to a worker and back, which on a small machine costs
+ * more than the handler itself. */
+static void run_inline(struct rpc_ctx *call)
+{
+	struct msgbuf *req = call->in_head;
+
+	call->dispatched = true;
+	if (!execute(call, req, true)) {
+		/* The handler found it must block: re-run it on a worker with
+		 * the request still queued. */
+		dispatch(call);
+		return;
+	}
+	call->in_head = call->in_tail = NULL;
+	call->in_bytes = 0;
+	free(req);
+	call_submit_ready(call);
+}
+
 /* The client half-closed. */
 static void end_of_input(struct rpc_ctx *call)
 {
@@ -1050,7 +1115,10 @@ static void end_of_input(struct rpc_ctx *call)
 					   "missing request message");
 			return;
 		}
-		dispatch(call);
+		if (call->method->inline_ok && !call->srv->cfg.no_inline)
+			run_inline(call);
+		else
+			dispatch(call);
 	}
 }
 
@@ -1825,8 +1893,18 @@ int rpc_server_add_method(rpc_server *srv, const rpc_service_desc *svc,
 	for (j = hash_path(m->path) & (srv->methods_cap - 1); srv->methods[j].desc;
 	     j = (j + 1) & (srv->methods_cap - 1))
 		;
-	srv->methods[j] = (struct reg_method){ svc, m, impl, user };
+	srv->methods[j] = (struct reg_method){ svc, m, impl, user, false };
 	srv->n_methods++;
+	return 0;
+}
+
+int rpc_server_set_inline(rpc_server *srv, const char *path)
+{
+	struct reg_method *m = (struct reg_method *)find_method(srv, path);
+
+	if (!m || srv->started || m->desc->kind != RPC_UNARY)
+		return RPC_ERR_INVALID;
+	m->inline_ok = true;
 	return 0;
 }
 

@@ -41,6 +41,8 @@ typedef struct rpc_server_config {
 	int idle_timeout_ms;             /* default 300 s with no open stream → GOAWAY */
 	int drain_timeout_ms;            /* default 30 s for in-flight calls at shutdown */
 	size_t max_queued_bytes;         /* per-call send/receive queue cap; default 8 MiB */
+	bool no_inline;                  /* run even inline methods on the workers
+					    (to measure what inline saves) */
 } rpc_server_config;
 
 void rpc_server_config_defaults(rpc_server_config *cfg);
@@ -91,6 +93,15 @@ int rpc_server_run_until_signal(rpc_server *srv);
 /* Shuts down if needed and frees. rpc_server_free(NULL) is a no-op. */
 void rpc_server_free(rpc_server *srv);
 
+/* Declares that the unary method at `path` (already added) never blocks:
+ * its handler then runs on the connection's I/O thread, saving two thread
+ * hand-offs per call. Such a handler must not sleep, wait for I/O or make
+ * blocking calls; when it finds it has to (e.g. depending on the request),
+ * it returns rpc_ctx_offload(ctx) before doing anything else and is run
+ * again, from the start, on a worker. Returns 0 or RPC_ERR_INVALID
+ * (unknown path, not unary, or server started). */
+int rpc_server_set_inline(rpc_server *srv, const char *path);
+
 /* Health of a service name ("" = whole server), served by
  * grpc.health.v1.Health; watchers are notified. Thread-safe. Returns 0 or
  * RPC_ERR_NOMEM. */
@@ -127,7 +138,8 @@ long long rpc_ctx_deadline(const rpc_ctx *ctx);
 bool rpc_ctx_cancelled(const rpc_ctx *ctx);
 
 /* Sleeps up to `ms`, waking early when the call is cancelled. Returns 0
- * after the full sleep, RPC_ERR_CANCELLED when woken by cancellation. */
+ * after the full sleep, RPC_ERR_CANCELLED when woken by cancellation, and
+ * RPC_ERR_INVALID at once when running inline on an I/O thread. */
 int rpc_ctx_sleep(rpc_ctx *ctx, long long ms);
 
 /* "ipv4:127.0.0.1:43210" or "ipv6:[::1]:43210". */
@@ -146,6 +158,15 @@ rpc_arena *rpc_ctx_arena(rpc_ctx *ctx);
  * handlers write: return rpc_ctx_error(ctx, RPC_NOT_FOUND, "no account %s", id); */
 rpc_code rpc_ctx_error(rpc_ctx *ctx, rpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* True while the handler runs inline on an I/O thread (see
+ * rpc_server_set_inline); blocking functions then refuse to block. */
+bool rpc_ctx_on_io_thread(const rpc_ctx *ctx);
+
+/* Returned by an inline handler that must block: the server re-runs it on
+ * a worker. Outside the gRPC code range, never sent on the wire. */
+#define RPC_OFFLOAD ((rpc_code)100)
+rpc_code rpc_ctx_offload(rpc_ctx *ctx);
 
 /* ---- streams (inside streaming handlers) ---------------------------- */
 

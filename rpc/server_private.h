@@ -36,6 +36,7 @@ struct reg_method {
 	const rpc_method_desc *desc;
 	void (*impl)(void);
 	void *user;
+	bool inline_ok;                         /* runs on the I/O thread */
 };
 
 struct rpc_stream {
@@ -63,6 +64,7 @@ struct rpc_ctx {
 	bool is_post, grpc_content_type, seen_content_type;
 	bool headers_too_large, bad_timeout;
 	bool dispatched;                        /* handed to the pool */
+	bool on_io;                             /* handler running inline */
 	bool finished_io;                       /* final status submitted */
 	bool headers_sent;
 	bool data_deferred;
