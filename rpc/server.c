@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -115,6 +116,8 @@ struct rpc_server {
 	size_t n_services, services_cap;
 
 	rpc_health *health;
+	rpc_authenticator authenticator;
+	void *authenticator_user;
 	bool started;
 
 	pthread_mutex_t state_lock;
@@ -401,6 +404,94 @@ rpc_code rpc_ctx_error(rpc_ctx *ctx, rpc_code code, const char *fmt, ...)
 	return code;
 }
 
+const rpc_identity *rpc_ctx_identity(const rpc_ctx *ctx)
+{
+	return ctx->has_identity ? &ctx->identity : NULL;
+}
+
+const char *rpc_ctx_bearer(const rpc_ctx *ctx, size_t *len)
+{
+	const rpc_md_entry *e = rpc_metadata_get(&ctx->md_in, "authorization");
+
+	/* RFC 6750: the scheme is case-insensitive, one space follows. */
+	if (!e || e->value_len <= 7 ||
+	    strncasecmp((const char *)e->value, "bearer ", 7) != 0)
+		return NULL;
+	if (len)
+		*len = e->value_len - 7;
+	return (const char *)e->value + 7;
+}
+
+/* Enforces the method's access rule; may block in the authenticator. */
+static rpc_code authorize(struct rpc_ctx *call)
+{
+	rpc_access access = call->method->desc->access;
+	rpc_server *srv = call->srv;
+	const rpc_identity *id = &call->identity;
+	size_t len = 0;
+	const char *token;
+	rpc_code code;
+
+	if (access == RPC_ACCESS_UNSPECIFIED)
+		return RPC_OK;
+	token = rpc_ctx_bearer(call, &len);
+	if (!token) {
+		if (access == RPC_ACCESS_PUBLIC)
+			return RPC_OK;
+		return rpc_ctx_error(call, RPC_UNAUTHENTICATED,
+				     "this call needs an access token "
+				     "(authorization: Bearer ...)");
+	}
+	if (!srv->authenticator)
+		return rpc_ctx_error(call, RPC_UNAUTHENTICATED,
+				     "this server cannot verify access tokens");
+	memset(&call->identity, 0, sizeof(call->identity));
+	code = srv->authenticator(srv->authenticator_user, call, token, len,
+				  &call->identity);
+	if (code != RPC_OK) {
+		if (code != RPC_UNAVAILABLE && code != RPC_DEADLINE_EXCEEDED)
+			code = RPC_UNAUTHENTICATED;
+		if (!call->status_msg)
+			rpc_ctx_error(call, code, "invalid access token");
+		return code;
+	}
+	call->has_identity = true;
+	switch (access) {
+	case RPC_ACCESS_PUBLIC:
+	case RPC_ACCESS_ACCOUNT:
+		return RPC_OK;
+	case RPC_ACCESS_VENDOR:
+		if (!id->is_service &&
+		    (id->roles & (RPC_ROLE_VENDOR | RPC_ROLE_ADMIN)))
+			return RPC_OK;
+		return rpc_ctx_error(call, RPC_PERMISSION_DENIED,
+				     "this call needs the vendor role");
+	case RPC_ACCESS_ADMIN:
+		if (!id->is_service && (id->roles & RPC_ROLE_ADMIN))
+			return RPC_OK;
+		return rpc_ctx_error(call, RPC_PERMISSION_DENIED,
+				     "this call needs the admin role");
+	case RPC_ACCESS_INTERNAL:
+		if (id->is_service)
+			return RPC_OK;
+		return rpc_ctx_error(call, RPC_PERMISSION_DENIED,
+				     "this call is for services only");
+	default:
+		return rpc_ctx_error(call, RPC_PERMISSION_DENIED,
+				     "unknown access rule");
+	}
+}
+
+/* Whether authorize() would call the authenticator (which may block). */
+static bool needs_authenticator(const struct rpc_ctx *call)
+{
+	rpc_access access = call->method->desc->access;
+
+	return access != RPC_ACCESS_UNSPECIFIED &&
+	       (access != RPC_ACCESS_PUBLIC ||
+		rpc_metadata_get(&call->md_in, "authorization"));
+}
+
 bool rpc_ctx_on_io_thread(const rpc_ctx *ctx)
 {
 	return ctx->on_io;
@@ -514,7 +605,13 @@ static bool execute(struct rpc_ctx *call, struct msgbuf *req, bool on_io)
 	rpc_code code = RPC_OK;
 	int err = 0;
 
+	/* Verifying a token may block: that is worker work. */
+	if (on_io && needs_authenticator(call) && call->srv->authenticator)
+		return false;
 	call->on_io = on_io;
+	code = authorize(call);
+	if (code != RPC_OK)
+		goto done;
 	if (d->kind == RPC_UNARY || d->kind == RPC_SERVER_STREAMING) {
 		in = req ? decode_request(call, req, true) : NULL;
 		if (!in) {
@@ -1896,6 +1993,13 @@ int rpc_server_add_method(rpc_server *srv, const rpc_service_desc *svc,
 	srv->methods[j] = (struct reg_method){ svc, m, impl, user, false };
 	srv->n_methods++;
 	return 0;
+}
+
+void rpc_server_set_authenticator(rpc_server *srv, rpc_authenticator fn,
+				  void *user)
+{
+	srv->authenticator = fn;
+	srv->authenticator_user = user;
 }
 
 int rpc_server_set_inline(rpc_server *srv, const char *path)

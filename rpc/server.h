@@ -102,6 +102,46 @@ void rpc_server_free(rpc_server *srv);
  * (unknown path, not unary, or server started). */
 int rpc_server_set_inline(rpc_server *srv, const char *path);
 
+/* ---- authentication ------------------------------------------------- */
+
+/* Roles of an account, as bits. */
+enum {
+	RPC_ROLE_CUSTOMER = 1u << 0,
+	RPC_ROLE_VENDOR = 1u << 1,
+	RPC_ROLE_ADMIN = 1u << 2,
+};
+
+/* Who is calling, as established by the authenticator. */
+typedef struct rpc_identity {
+	char subject[80];      /* account id (UUID) or "service:<name>" */
+	char token_id[64];     /* jti of the access token */
+	unsigned roles;        /* RPC_ROLE_* bits */
+	bool is_service;
+	long long expires_at;  /* unix seconds */
+} rpc_identity;
+
+/*
+ * Verifies a bearer token (the value after "Bearer " in the authorization
+ * metadata). Returns RPC_OK with *out filled, RPC_UNAUTHENTICATED for a
+ * token that is not valid, or RPC_UNAVAILABLE when validity cannot be
+ * established now (never "valid" by default). Set the status message with
+ * rpc_ctx_error. Runs on a worker thread and may block.
+ */
+typedef rpc_code (*rpc_authenticator)(void *user, rpc_ctx *ctx,
+				      const char *token, size_t len,
+				      rpc_identity *out);
+
+/*
+ * Installs the authenticator (before start). Before a handler runs, the
+ * server enforces the method's access rule (rpc_method_desc.access):
+ * a missing token → UNAUTHENTICATED (except PUBLIC), a failed verification
+ * → the authenticator's code, a role or service requirement not met →
+ * PERMISSION_DENIED. Without an authenticator every method that needs a
+ * token is refused with UNAUTHENTICATED.
+ */
+void rpc_server_set_authenticator(rpc_server *srv, rpc_authenticator fn,
+				  void *user);
+
 /* Health of a service name ("" = whole server), served by
  * grpc.health.v1.Health; watchers are notified. Thread-safe. Returns 0 or
  * RPC_ERR_NOMEM. */
@@ -158,6 +198,13 @@ rpc_arena *rpc_ctx_arena(rpc_ctx *ctx);
  * handlers write: return rpc_ctx_error(ctx, RPC_NOT_FOUND, "no account %s", id); */
 rpc_code rpc_ctx_error(rpc_ctx *ctx, rpc_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* The verified caller, or NULL for an anonymous call. */
+const rpc_identity *rpc_ctx_identity(const rpc_ctx *ctx);
+
+/* The caller's bearer token (for forwarding to another service), or NULL;
+ * *len set when non-NULL. */
+const char *rpc_ctx_bearer(const rpc_ctx *ctx, size_t *len);
 
 /* True while the handler runs inline on an I/O thread (see
  * rpc_server_set_inline); blocking functions then refuse to block. */

@@ -73,6 +73,8 @@ struct rpc_ctx {
 
 	/* Read by the handler thread after dispatch, written before. */
 	rpc_metadata md_in;
+	rpc_identity identity;                  /* valid when has_identity */
+	bool has_identity;
 	long long deadline;                     /* rpc_now_ns clock, 0 = none */
 	char peer[64];
 

@@ -18,7 +18,7 @@
 
 /* The generated-code contract below; *.rpc.h / *.desc.h refuse to compile
  * against another version (regenerate with the `generate` target). */
-#define RPC_CODEGEN_VERSION 1
+#define RPC_CODEGEN_VERSION 2
 
 typedef struct rpc_ctx rpc_ctx;
 typedef struct rpc_stream rpc_stream;
@@ -56,6 +56,17 @@ typedef rpc_code (*rpc_invoke_fn)(void (*impl)(void), rpc_ctx *ctx,
 				  const ProtobufCMessage *in,
 				  ProtobufCMessage *out, rpc_stream *stream);
 
+/* Who may call a method: (estore.api.v1.access) in the .proto. The server
+ * checks it before the handler runs (see rpc_server_set_authenticator). */
+typedef enum rpc_access {
+	RPC_ACCESS_UNSPECIFIED = 0, /* no rule (grpc.* services) */
+	RPC_ACCESS_PUBLIC = 1,      /* anyone; a presented token must be valid */
+	RPC_ACCESS_ACCOUNT = 2,     /* any signed-in account, or a service */
+	RPC_ACCESS_VENDOR = 3,      /* role vendor or admin */
+	RPC_ACCESS_ADMIN = 4,       /* role admin */
+	RPC_ACCESS_INTERNAL = 5,    /* service tokens only */
+} rpc_access;
+
 typedef struct rpc_method_desc {
 	const char *name;                         /* "UnaryEcho" */
 	const char *path;                         /* "/estore.testing.v1.Echo/UnaryEcho" */
@@ -65,6 +76,7 @@ typedef struct rpc_method_desc {
 	/* idempotency_level is NO_SIDE_EFFECTS or IDEMPOTENT: the client may
 	 * retry it after UNAVAILABLE. */
 	bool idempotent;
+	rpc_access access;
 	rpc_invoke_fn invoke;
 } rpc_method_desc;
 

@@ -36,6 +36,7 @@ typedef struct method_info {
 	const char *in_desc;   /* "estore__testing__v1__echo_request__descriptor" */
 	const char *out_desc;
 	bool idempotent;
+	unsigned access;          /* (estore.api.v1.access), 0 when absent */
 } method_info;
 
 /* ---- shared pieces -------------------------------------------------------- */
@@ -302,6 +303,35 @@ const char *cg_gen_desc(const cg_request *req, const cg_fdp *fd,
 
 /* ---- services --------------------------------------------------------------- */
 
+/* Field number of the (estore.api.v1.access) method option. */
+#define ACCESS_OPTION_FIELD 50001
+
+static const char *const access_enum[] = {
+	"RPC_ACCESS_UNSPECIFIED", "RPC_ACCESS_PUBLIC", "RPC_ACCESS_ACCOUNT",
+	"RPC_ACCESS_VENDOR", "RPC_ACCESS_ADMIN", "RPC_ACCESS_INTERNAL",
+};
+
+/* protobuf-c keeps extensions it does not know as unknown fields: the
+ * access option is a varint with our field number. */
+static unsigned cg_method_access(const Google__Protobuf__MethodOptions *o)
+{
+	for (unsigned i = 0; i < o->base.n_unknown_fields; i++) {
+		const ProtobufCMessageUnknownField *f = &o->base.unknown_fields[i];
+		unsigned long long v = 0;
+
+		if (f->tag != ACCESS_OPTION_FIELD ||
+		    f->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT)
+			continue;
+		for (size_t k = 0; k < f->len && k < 10; k++) {
+			v |= (unsigned long long)(f->data[k] & 0x7f) << (7 * k);
+			if (!(f->data[k] & 0x80))
+				break;
+		}
+		return v > 5 ? 6 : (unsigned)v;
+	}
+	return 0;
+}
+
 static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
 				const char *prefix, method_info *mi)
 {
@@ -330,6 +360,11 @@ static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
 			 GOOGLE__PROTOBUF__METHOD_OPTIONS__IDEMPOTENCY_LEVEL__NO_SIDE_EFFECTS ||
 			 o->idempotency_level ==
 			 GOOGLE__PROTOBUF__METHOD_OPTIONS__IDEMPOTENCY_LEVEL__IDEMPOTENT);
+		mi[j].access = o != NULL ? cg_method_access(o) : 0;
+		if (mi[j].access > 5)
+			return cg_sprintf("%s: %s.%s has an unknown access value %u",
+					  fd->name, s->name, m->name,
+					  mi[j].access);
 		/* "GetFoo" and "get_foo" would become the same C member. */
 		for (size_t k = 0; k < j; k++)
 			if (strcmp(mi[k].snake, mi[j].snake) == 0)
@@ -539,11 +574,13 @@ static void emit_service_source(cg_buf *c, const cg_fdp *fd, size_t si,
 				  "\t\t.input = &%s,\n"
 				  "\t\t.output = &%s,\n"
 				  "\t\t.idempotent = %s,\n"
+				  "\t\t.access = %s,\n"
 				  "\t\t.invoke = %s_%s_invoke,\n"
 				  "\t},\n",
 				  m->m->name, full, m->m->name, kind_enum[m->kind],
 				  m->in_desc, m->out_desc,
 				  m->idempotent ? "true" : "false",
+				  access_enum[m->access],
 				  s->name, m->snake);
 		}
 		cg_puts(c, "};\n\n");
