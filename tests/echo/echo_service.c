@@ -449,6 +449,32 @@ static rpc_code bidi_stream(rpc_ctx *ctx, rpc_stream *stream)
 	}
 }
 
+/* ---- access rules ---------------------------------------------------- */
+
+static const char *const role_names[] = { "customer", "vendor", "admin" };
+
+/* One handler for every WhoAmI variant: the rule differs per method and is
+ * enforced before this runs; the reply shows what the server established. */
+static rpc_code who_am_i(rpc_ctx *ctx,
+			 const Estore__Testing__V1__WhoAmIRequest *in,
+			 Estore__Testing__V1__WhoAmIReply *out)
+{
+	const rpc_identity *id = rpc_ctx_identity(ctx);
+	rpc_arena *a = rpc_ctx_arena(ctx);
+
+	if (!id)
+		return RPC_OK;
+	out->subject = rpc_arena_strdup(a, id->subject);
+	out->is_service = id->is_service;
+	out->roles = rpc_arena_calloc(a, 3, sizeof(char *));
+	if (!out->subject || !out->roles)
+		return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED, "out of memory");
+	for (unsigned i = 0; i < 3; i++)
+		if (id->roles & (1u << i))
+			out->roles[out->n_roles++] = (char *)role_names[i];
+	return RPC_OK;
+}
+
 /* ---- registration ---------------------------------------------------- */
 
 static const estore_testing_v1_Echo_impl echo_impl = {
@@ -456,6 +482,11 @@ static const estore_testing_v1_Echo_impl echo_impl = {
 	.server_stream = server_stream,
 	.client_stream = client_stream,
 	.bidi_stream = bidi_stream,
+	.who_am_i = who_am_i,
+	.public_who_am_i = who_am_i,
+	.vendor_who_am_i = who_am_i,
+	.admin_who_am_i = who_am_i,
+	.internal_who_am_i = who_am_i,
 };
 
 int echo_service_register(rpc_server *srv)

@@ -8,6 +8,7 @@
  * test that asked for port 0 learns the port it got.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "echo_service.h"
+#include "test_tokens.h"
 #include "rpc/log.h"
 #include "rpc/server.h"
 
@@ -29,7 +31,8 @@ static const char usage_text[] =
 	"  --idle-timeout-ms N       close a connection idle for N ms\n"
 	"  --settings-timeout-ms N   GOAWAY when our SETTINGS are not acknowledged in N ms\n"
 	"  --drain-timeout-ms N      at shutdown, wait up to N ms for in-flight calls\n"
-	"  --no-inline               run UnaryEcho on the workers too (to measure inline)\n";
+	"  --no-inline               run UnaryEcho on the workers too (to measure inline)\n"
+	"  --test-tokens             accept test bearer tokens \"test:SUBJECT:ROLES\" (tests only)\n";
 
 static void usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
@@ -90,6 +93,7 @@ int main(int argc, char **argv)
 	rpc_server_config cfg;
 	rpc_server *srv;
 	int lidx[MAX_LISTENERS];
+	bool test_tokens = false;
 	int rc;
 
 	rpc_server_config_defaults(&cfg);
@@ -102,6 +106,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(flag, "--no-inline") == 0) {
 			cfg.no_inline = true;
+			continue;
+		}
+		if (strcmp(flag, "--test-tokens") == 0) {
+			test_tokens = true;
 			continue;
 		}
 		if (flag[0] != '-' || flag[1] != '-')
@@ -152,6 +160,8 @@ int main(int argc, char **argv)
 			return lidx[i] == RPC_ERR_INVALID ? 2 : 1;
 		}
 	}
+	if (test_tokens)
+		rpc_server_set_authenticator(srv, test_tokens_authenticate, NULL);
 	rc = echo_service_register(srv);
 	if (rc < 0) {
 		fprintf(stderr, "estore-echo: cannot register Echo: %s\n",

@@ -44,7 +44,7 @@ CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def generate(args, out):
-    """Writes echo_pb2.py and echo_pb2_grpc.py under out."""
+    """Writes the echo (and options) modules under out."""
     try:
         from grpc_tools import protoc as gt  # noqa: F401
 
@@ -54,8 +54,9 @@ def generate(args, out):
             args.protoc,
             "--plugin=protoc-gen-grpc_python=" + args.grpc_python_plugin,
         ]
+    # The echo contract imports the access-rule option: generate that too.
     cmd += ["-I" + args.proto_path, "--python_out=" + out,
-            "--grpc_python_out=" + out, ECHO_PROTO]
+            "--grpc_python_out=" + out, ECHO_PROTO, "estore/api/v1/options.proto"]
     subprocess.run(cmd, check=True)
 
 

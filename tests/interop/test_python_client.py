@@ -442,9 +442,15 @@ class ReflectionTest(EchoTestCase):
             "ServerStream": (p + "StreamRequest", p + "EchoReply", False, True),
             "ClientStream": (p + "EchoRequest", p + "EchoReply", True, False),
             "BidiStream": (p + "EchoRequest", p + "EchoReply", True, True),
+            **{name: (p + "WhoAmIRequest", p + "WhoAmIReply", False, False)
+               for name in ("WhoAmI", "PublicWhoAmI", "VendorWhoAmI", "AdminWhoAmI",
+                            "InternalWhoAmI")},
         })
         self.assertEqual(sorted(m.name for m in fd.message_type),
-                         ["EchoReply", "EchoRequest", "StreamRequest"])
+                         ["EchoReply", "EchoRequest", "StreamRequest", "WhoAmIReply",
+                          "WhoAmIRequest"])
+        # The access rule travels in the descriptor as a custom option.
+        self.assertEqual(list(fd.dependency), ["estore/api/v1/options.proto"])
 
     def test_list_services(self):
         for version, (pb, _) in REFLECTION.items():
@@ -535,7 +541,9 @@ class ReflectionTest(EchoTestCase):
         add(ECHO_FILE)
         service = pool.FindServiceByName(ECHO)
         self.assertEqual([m.name for m in service.methods],
-                         ["UnaryEcho", "ServerStream", "ClientStream", "BidiStream"])
+                         ["UnaryEcho", "ServerStream", "ClientStream", "BidiStream",
+                          "WhoAmI", "PublicWhoAmI", "VendorWhoAmI", "AdminWhoAmI",
+                          "InternalWhoAmI"])
         method = service.methods_by_name["UnaryEcho"]
         if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.22
             request_class = message_factory.GetMessageClass(method.input_type)
@@ -583,6 +591,79 @@ class CancellationTest(EchoTestCase):
             self.assertEqual(next(call).index, 0)
             call.cancel()
         self.check_workers_free()
+
+
+class AccessRulesTest(EchoTestCase):
+    """The (estore.api.v1.access) option of each WhoAmI variant, enforced by
+    the server before the handler runs; estore-echo --test-tokens stands in
+    for the token service."""
+
+    SERVER_ARGS = ("--test-tokens",)
+
+    def call(self, method, token=None):
+        md = [("authorization", "Bearer " + token)] if token else None
+        return getattr(self.stub, method)(echo_pb2.WhoAmIRequest(), metadata=md,
+                                          timeout=TIMEOUT)
+
+    def assertRefused(self, method, token, code):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(method, token)
+        self.assertStatus(cm, code)
+        self.assertTrue(cm.exception.details())
+
+    def test_account_rule(self):
+        self.assertRefused("WhoAmI", None, grpc.StatusCode.UNAUTHENTICATED)
+        self.assertRefused("WhoAmI", "garbage", grpc.StatusCode.UNAUTHENTICATED)
+        reply = self.call("WhoAmI", "test:alice:customer")
+        self.assertEqual(reply.subject, "alice")
+        self.assertEqual(list(reply.roles), ["customer"])
+        self.assertFalse(reply.is_service)
+        reply = self.call("WhoAmI", "test:service:auth:")
+        self.assertTrue(reply.is_service)
+
+    def test_public_rule(self):
+        self.assertEqual(self.call("PublicWhoAmI").subject, "")
+        self.assertEqual(self.call("PublicWhoAmI", "test:bob:").subject, "bob")
+        # A token that is presented must be valid even where none is needed.
+        self.assertRefused("PublicWhoAmI", "garbage", grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_role_rules(self):
+        self.assertRefused("VendorWhoAmI", "test:c:customer", grpc.StatusCode.PERMISSION_DENIED)
+        self.assertEqual(self.call("VendorWhoAmI", "test:v:vendor").subject, "v")
+        self.assertEqual(self.call("VendorWhoAmI", "test:a:admin").subject, "a")
+        self.assertRefused("AdminWhoAmI", "test:v:customer,vendor",
+                           grpc.StatusCode.PERMISSION_DENIED)
+        self.assertEqual(list(self.call("AdminWhoAmI", "test:a:customer,admin").roles),
+                         ["customer", "admin"])
+        self.assertRefused("AdminWhoAmI", None, grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_internal_rule(self):
+        self.assertRefused("InternalWhoAmI", "test:a:admin", grpc.StatusCode.PERMISSION_DENIED)
+        self.assertEqual(self.call("InternalWhoAmI", "test:service:auth:").subject,
+                         "service:auth")
+
+    def test_verification_unavailable_is_never_valid(self):
+        self.assertRefused("WhoAmI", "test:unavailable", grpc.StatusCode.UNAVAILABLE)
+        self.assertRefused("PublicWhoAmI", "test:unavailable", grpc.StatusCode.UNAVAILABLE)
+
+    def test_methods_without_rule_ignore_tokens(self):
+        reply = self.stub.UnaryEcho(echo_pb2.EchoRequest(message="m"),
+                                    metadata=[("authorization", "Bearer garbage")],
+                                    timeout=TIMEOUT)
+        self.assertEqual(reply.message, "m")
+
+
+class AccessWithoutAuthenticatorTest(EchoTestCase):
+    """A server with no way to verify tokens refuses every rule that needs one."""
+
+    def test_refused(self):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.stub.WhoAmI(echo_pb2.WhoAmIRequest(),
+                             metadata=[("authorization", "Bearer test:a:admin")],
+                             timeout=TIMEOUT)
+        self.assertStatus(cm, grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.stub.PublicWhoAmI(echo_pb2.WhoAmIRequest(),
+                                                timeout=TIMEOUT).subject, "")
 
 
 # UnaryEcho runs inline on the I/O threads by default; the same tests with

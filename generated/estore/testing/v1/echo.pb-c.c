@@ -142,6 +142,96 @@ void   estore__testing__v1__stream_request__free_unpacked
   assert(message->base.descriptor == &estore__testing__v1__stream_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   estore__testing__v1__who_am_irequest__init
+                     (Estore__Testing__V1__WhoAmIRequest         *message)
+{
+  static const Estore__Testing__V1__WhoAmIRequest init_value = ESTORE__TESTING__V1__WHO_AM_IREQUEST__INIT;
+  *message = init_value;
+}
+size_t estore__testing__v1__who_am_irequest__get_packed_size
+                     (const Estore__Testing__V1__WhoAmIRequest *message)
+{
+  assert(message->base.descriptor == &estore__testing__v1__who_am_irequest__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t estore__testing__v1__who_am_irequest__pack
+                     (const Estore__Testing__V1__WhoAmIRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &estore__testing__v1__who_am_irequest__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t estore__testing__v1__who_am_irequest__pack_to_buffer
+                     (const Estore__Testing__V1__WhoAmIRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &estore__testing__v1__who_am_irequest__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Estore__Testing__V1__WhoAmIRequest *
+       estore__testing__v1__who_am_irequest__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Estore__Testing__V1__WhoAmIRequest *)
+     protobuf_c_message_unpack (&estore__testing__v1__who_am_irequest__descriptor,
+                                allocator, len, data);
+}
+void   estore__testing__v1__who_am_irequest__free_unpacked
+                     (Estore__Testing__V1__WhoAmIRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &estore__testing__v1__who_am_irequest__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   estore__testing__v1__who_am_ireply__init
+                     (Estore__Testing__V1__WhoAmIReply         *message)
+{
+  static const Estore__Testing__V1__WhoAmIReply init_value = ESTORE__TESTING__V1__WHO_AM_IREPLY__INIT;
+  *message = init_value;
+}
+size_t estore__testing__v1__who_am_ireply__get_packed_size
+                     (const Estore__Testing__V1__WhoAmIReply *message)
+{
+  assert(message->base.descriptor == &estore__testing__v1__who_am_ireply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t estore__testing__v1__who_am_ireply__pack
+                     (const Estore__Testing__V1__WhoAmIReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &estore__testing__v1__who_am_ireply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t estore__testing__v1__who_am_ireply__pack_to_buffer
+                     (const Estore__Testing__V1__WhoAmIReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &estore__testing__v1__who_am_ireply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Estore__Testing__V1__WhoAmIReply *
+       estore__testing__v1__who_am_ireply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Estore__Testing__V1__WhoAmIReply *)
+     protobuf_c_message_unpack (&estore__testing__v1__who_am_ireply__descriptor,
+                                allocator, len, data);
+}
+void   estore__testing__v1__who_am_ireply__free_unpacked
+                     (Estore__Testing__V1__WhoAmIReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &estore__testing__v1__who_am_ireply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor estore__testing__v1__echo_request__field_descriptors[6] =
 {
   {
@@ -412,18 +502,110 @@ const ProtobufCMessageDescriptor estore__testing__v1__stream_request__descriptor
   (ProtobufCMessageInit) estore__testing__v1__stream_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor estore__testing__v1__echo__method_descriptors[4] =
+#define estore__testing__v1__who_am_irequest__field_descriptors NULL
+#define estore__testing__v1__who_am_irequest__field_indices_by_name NULL
+#define estore__testing__v1__who_am_irequest__number_ranges NULL
+const ProtobufCMessageDescriptor estore__testing__v1__who_am_irequest__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "estore.testing.v1.WhoAmIRequest",
+  "WhoAmIRequest",
+  "Estore__Testing__V1__WhoAmIRequest",
+  "estore.testing.v1",
+  sizeof(Estore__Testing__V1__WhoAmIRequest),
+  0,
+  estore__testing__v1__who_am_irequest__field_descriptors,
+  estore__testing__v1__who_am_irequest__field_indices_by_name,
+  0,  estore__testing__v1__who_am_irequest__number_ranges,
+  (ProtobufCMessageInit) estore__testing__v1__who_am_irequest__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor estore__testing__v1__who_am_ireply__field_descriptors[3] =
+{
+  {
+    "subject",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Estore__Testing__V1__WhoAmIReply, subject),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "roles",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Estore__Testing__V1__WhoAmIReply, n_roles),
+    offsetof(Estore__Testing__V1__WhoAmIReply, roles),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "is_service",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Estore__Testing__V1__WhoAmIReply, is_service),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned estore__testing__v1__who_am_ireply__field_indices_by_name[] = {
+  2,   /* field[2] = is_service */
+  1,   /* field[1] = roles */
+  0,   /* field[0] = subject */
+};
+static const ProtobufCIntRange estore__testing__v1__who_am_ireply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor estore__testing__v1__who_am_ireply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "estore.testing.v1.WhoAmIReply",
+  "WhoAmIReply",
+  "Estore__Testing__V1__WhoAmIReply",
+  "estore.testing.v1",
+  sizeof(Estore__Testing__V1__WhoAmIReply),
+  3,
+  estore__testing__v1__who_am_ireply__field_descriptors,
+  estore__testing__v1__who_am_ireply__field_indices_by_name,
+  1,  estore__testing__v1__who_am_ireply__number_ranges,
+  (ProtobufCMessageInit) estore__testing__v1__who_am_ireply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor estore__testing__v1__echo__method_descriptors[9] =
 {
   { "UnaryEcho", &estore__testing__v1__echo_request__descriptor, &estore__testing__v1__echo_reply__descriptor },
   { "ServerStream", &estore__testing__v1__stream_request__descriptor, &estore__testing__v1__echo_reply__descriptor },
   { "ClientStream", &estore__testing__v1__echo_request__descriptor, &estore__testing__v1__echo_reply__descriptor },
   { "BidiStream", &estore__testing__v1__echo_request__descriptor, &estore__testing__v1__echo_reply__descriptor },
+  { "WhoAmI", &estore__testing__v1__who_am_irequest__descriptor, &estore__testing__v1__who_am_ireply__descriptor },
+  { "PublicWhoAmI", &estore__testing__v1__who_am_irequest__descriptor, &estore__testing__v1__who_am_ireply__descriptor },
+  { "VendorWhoAmI", &estore__testing__v1__who_am_irequest__descriptor, &estore__testing__v1__who_am_ireply__descriptor },
+  { "AdminWhoAmI", &estore__testing__v1__who_am_irequest__descriptor, &estore__testing__v1__who_am_ireply__descriptor },
+  { "InternalWhoAmI", &estore__testing__v1__who_am_irequest__descriptor, &estore__testing__v1__who_am_ireply__descriptor },
 };
 const unsigned estore__testing__v1__echo__method_indices_by_name[] = {
+  7,        /* AdminWhoAmI */
   3,        /* BidiStream */
   2,        /* ClientStream */
+  8,        /* InternalWhoAmI */
+  5,        /* PublicWhoAmI */
   1,        /* ServerStream */
-  0         /* UnaryEcho */
+  0,        /* UnaryEcho */
+  6,        /* VendorWhoAmI */
+  4         /* WhoAmI */
 };
 const ProtobufCServiceDescriptor estore__testing__v1__echo__descriptor =
 {
@@ -432,7 +614,7 @@ const ProtobufCServiceDescriptor estore__testing__v1__echo__descriptor =
   "Echo",
   "Estore__Testing__V1__Echo",
   "estore.testing.v1",
-  4,
+  9,
   estore__testing__v1__echo__method_descriptors,
   estore__testing__v1__echo__method_indices_by_name
 };
@@ -467,6 +649,46 @@ void estore__testing__v1__echo__bidi_stream(ProtobufCService *service,
 {
   assert(service->descriptor == &estore__testing__v1__echo__descriptor);
   service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void estore__testing__v1__echo__who_am_i(ProtobufCService *service,
+                                         const Estore__Testing__V1__WhoAmIRequest *input,
+                                         Estore__Testing__V1__WhoAmIReply_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &estore__testing__v1__echo__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void estore__testing__v1__echo__public_who_am_i(ProtobufCService *service,
+                                                const Estore__Testing__V1__WhoAmIRequest *input,
+                                                Estore__Testing__V1__WhoAmIReply_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &estore__testing__v1__echo__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void estore__testing__v1__echo__vendor_who_am_i(ProtobufCService *service,
+                                                const Estore__Testing__V1__WhoAmIRequest *input,
+                                                Estore__Testing__V1__WhoAmIReply_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &estore__testing__v1__echo__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void estore__testing__v1__echo__admin_who_am_i(ProtobufCService *service,
+                                               const Estore__Testing__V1__WhoAmIRequest *input,
+                                               Estore__Testing__V1__WhoAmIReply_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &estore__testing__v1__echo__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void estore__testing__v1__echo__internal_who_am_i(ProtobufCService *service,
+                                                  const Estore__Testing__V1__WhoAmIRequest *input,
+                                                  Estore__Testing__V1__WhoAmIReply_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &estore__testing__v1__echo__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void estore__testing__v1__echo__init (Estore__Testing__V1__Echo_Service *service,
                                       Estore__Testing__V1__Echo_ServiceDestroy destroy)

@@ -20,7 +20,7 @@ extern const rpc_file_desc estore_testing_v1_echo_proto_file;
 
 /* ==== service estore.testing.v1.Echo ==== */
 
-extern const rpc_method_desc estore_testing_v1_Echo_methods[4];
+extern const rpc_method_desc estore_testing_v1_Echo_methods[9];
 extern const rpc_service_desc estore_testing_v1_Echo_service;
 
 /*
@@ -45,6 +45,17 @@ typedef struct estore_testing_v1_Echo_impl {
 	 * Replies to each request as UnaryEcho would, in order.
 	 */
 	rpc_code (*bidi_stream)(rpc_ctx *ctx, rpc_stream *stream);
+	/*
+	 * Report the caller as the server's authenticator established it, one
+	 * method per access rule, so tests can probe the rules' enforcement.
+	 * estore-echo --test-tokens accepts "test:<subject>:<role,role...>"
+	 * ("service:<name>" subjects are services).
+	 */
+	rpc_code (*who_am_i)(rpc_ctx *ctx, const Estore__Testing__V1__WhoAmIRequest *in, Estore__Testing__V1__WhoAmIReply *out);
+	rpc_code (*public_who_am_i)(rpc_ctx *ctx, const Estore__Testing__V1__WhoAmIRequest *in, Estore__Testing__V1__WhoAmIReply *out);
+	rpc_code (*vendor_who_am_i)(rpc_ctx *ctx, const Estore__Testing__V1__WhoAmIRequest *in, Estore__Testing__V1__WhoAmIReply *out);
+	rpc_code (*admin_who_am_i)(rpc_ctx *ctx, const Estore__Testing__V1__WhoAmIRequest *in, Estore__Testing__V1__WhoAmIReply *out);
+	rpc_code (*internal_who_am_i)(rpc_ctx *ctx, const Estore__Testing__V1__WhoAmIRequest *in, Estore__Testing__V1__WhoAmIReply *out);
 } estore_testing_v1_Echo_impl;
 
 /* Registers every non-NULL handler of impl on srv; `user` is what
@@ -134,5 +145,30 @@ static inline int estore_testing_v1_Echo_bidi_stream_client_recv(rpc_client_stre
 	*m = rc == 1 ? (Estore__Testing__V1__EchoReply *)msg : NULL;
 	return rc;
 }
+
+rpc_code estore_testing_v1_Echo_who_am_i(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, Estore__Testing__V1__WhoAmIReply **resp, rpc_status *status);
+int estore_testing_v1_Echo_who_am_i_async(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, rpc_unary_done done, void *user);
+
+rpc_code estore_testing_v1_Echo_public_who_am_i(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, Estore__Testing__V1__WhoAmIReply **resp, rpc_status *status);
+int estore_testing_v1_Echo_public_who_am_i_async(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, rpc_unary_done done, void *user);
+
+rpc_code estore_testing_v1_Echo_vendor_who_am_i(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, Estore__Testing__V1__WhoAmIReply **resp, rpc_status *status);
+int estore_testing_v1_Echo_vendor_who_am_i_async(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, rpc_unary_done done, void *user);
+
+rpc_code estore_testing_v1_Echo_admin_who_am_i(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, Estore__Testing__V1__WhoAmIReply **resp, rpc_status *status);
+int estore_testing_v1_Echo_admin_who_am_i_async(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, rpc_unary_done done, void *user);
+
+rpc_code estore_testing_v1_Echo_internal_who_am_i(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, Estore__Testing__V1__WhoAmIReply **resp, rpc_status *status);
+int estore_testing_v1_Echo_internal_who_am_i_async(rpc_channel *ch, const rpc_call_opts *opts,
+	const Estore__Testing__V1__WhoAmIRequest *req, rpc_unary_done done, void *user);
 
 #endif
