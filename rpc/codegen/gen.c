@@ -332,6 +332,28 @@ static unsigned cg_method_access(const Google__Protobuf__MethodOptions *o)
 	return 0;
 }
 
+/* C keywords, and the names the generated code already uses beside the
+ * per-method ones (<prefix>_register, _methods, _service, _impl): a method
+ * whose C name is one of these gets a trailing underscore, as protoc-c's
+ * own output does after generate.sh (RPC Register -> impl member
+ * register_, stub estore_auth_v1_AuthService_register_). */
+static const char *const reserved_names[] = {
+	"auto", "break", "case", "char", "const", "continue", "default", "do",
+	"double", "else", "enum", "extern", "float", "for", "goto", "if",
+	"inline", "int", "long", "register", "restrict", "return", "short",
+	"signed", "sizeof", "static", "struct", "switch", "typedef", "union",
+	"unsigned", "void", "volatile", "while", "bool", "true", "false",
+	"methods", "service", "impl",
+};
+
+static const char *c_member_name(const char *snake)
+{
+	for (size_t i = 0; i < sizeof(reserved_names) / sizeof(*reserved_names); i++)
+		if (strcmp(snake, reserved_names[i]) == 0)
+			return cg_sprintf("%s_", snake);
+	return snake;
+}
+
 static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
 				const char *prefix, method_info *mi)
 {
@@ -347,7 +369,7 @@ static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
 		mi[j].kind = m->client_streaming ?
 			(m->server_streaming ? K_BIDI : K_CLIENT) :
 			(m->server_streaming ? K_SERVER : K_UNARY);
-		mi[j].snake = cg_camel_to_lower(m->name);
+		mi[j].snake = c_member_name(cg_camel_to_lower(m->name));
 		mi[j].fn = cg_sprintf("%s_%s", prefix, mi[j].snake);
 		mi[j].in_type = cg_c_type(m->input_type);
 		mi[j].out_type = cg_c_type(m->output_type);
@@ -365,13 +387,24 @@ static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
 			return cg_sprintf("%s: %s.%s has an unknown access value %u",
 					  fd->name, s->name, m->name,
 					  mi[j].access);
-		/* "GetFoo" and "get_foo" would become the same C member. */
-		for (size_t k = 0; k < j; k++)
-			if (strcmp(mi[k].snake, mi[j].snake) == 0)
+		/* "GetFoo" and "get_foo" would become the same C member, and
+		 * "Foo" with "FooAsync" the same stub (foo_async). */
+		for (size_t k = 0; k < j; k++) {
+			const char *a = mi[k].snake, *b = mi[j].snake;
+			const char *clash = NULL;
+
+			if (strcmp(a, b) == 0)
+				clash = b;
+			else if (strcmp(cg_sprintf("%s_async", a), b) == 0)
+				clash = b;
+			else if (strcmp(cg_sprintf("%s_async", b), a) == 0)
+				clash = a;
+			if (clash != NULL)
 				return cg_sprintf("%s: methods %s and %s of %s "
 						  "map to the same C name %s",
 						  fd->name, mi[k].m->name,
-						  m->name, s->name, mi[j].snake);
+						  m->name, s->name, clash);
+		}
 	}
 	return NULL;
 }

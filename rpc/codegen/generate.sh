@@ -72,6 +72,16 @@ if [ -n "$imported" ]; then
 		--c_out="$tmp/gen" $imported
 fi
 
+# protoc-c names a service's function-pointer members after its methods
+# without escaping C keywords, so an RPC named Register yields
+# `void (*register)(...)`, which no compiler accepts. Rename such members
+# (and the matching INIT macro argument) with a trailing underscore, the
+# same C name protoc-gen-estore gives the method.
+keywords='auto|break|case|char|const|continue|default|do|double|else|enum|extern|float|for|goto|if|inline|int|long|register|restrict|return|short|signed|sizeof|static|struct|switch|typedef|union|unsigned|void|volatile|while'
+find "$tmp/gen" -name '*.pb-c.[ch]' -exec sed -E -i \
+	-e "s/\(\*($keywords)\)\(/(*\1_)(/" \
+	-e "s/(function_prefix__ ## )($keywords)([, ])/\1\2_\3/" {} +
+
 # Files this script owns in OUTDIR (relative paths, sorted).
 owned() {
 	[ -d "$1" ] || return 0

@@ -210,7 +210,7 @@ typedef struct Estore__Auth__V1__AuthService_Service Estore__Auth__V1__AuthServi
 struct Estore__Auth__V1__AuthService_Service
 {
   ProtobufCService base;
-  void (*register)(Estore__Auth__V1__AuthService_Service *service,
+  void (*register_)(Estore__Auth__V1__AuthService_Service *service,
                    const Estore__Auth__V1__RegisterRequest *input,
                    Estore__Token__V1__TokenPair_Closure closure,
                    void *closure_data);
@@ -238,7 +238,7 @@ void estore__auth__v1__auth_service__init (Estore__Auth__V1__AuthService_Service
     { &estore__auth__v1__auth_service__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define ESTORE__AUTH__V1__AUTH_SERVICE__INIT(function_prefix__) \
     { ESTORE__AUTH__V1__AUTH_SERVICE__BASE_INIT,\
-      function_prefix__ ## register,\
+      function_prefix__ ## register_,\
       function_prefix__ ## login,\
       function_prefix__ ## refresh,\
       function_prefix__ ## logout,\

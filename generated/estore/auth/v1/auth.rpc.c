@@ -127,13 +127,13 @@ const rpc_file_desc estore_auth_v1_auth_proto_file = {
  * passed as void (*)(void); casting it back to its own type before
  * the call is what makes the call well-defined.
  */
-typedef rpc_code (*AuthService_register_fn)(rpc_ctx *, const Estore__Auth__V1__RegisterRequest *, Estore__Token__V1__TokenPair *);
+typedef rpc_code (*AuthService_register__fn)(rpc_ctx *, const Estore__Auth__V1__RegisterRequest *, Estore__Token__V1__TokenPair *);
 
-static rpc_code AuthService_register_invoke(void (*impl)(void), rpc_ctx *ctx,
+static rpc_code AuthService_register__invoke(void (*impl)(void), rpc_ctx *ctx,
 	const ProtobufCMessage *in, ProtobufCMessage *out, rpc_stream *stream)
 {
 	(void)stream;
-	return ((AuthService_register_fn)impl)(ctx, (const Estore__Auth__V1__RegisterRequest *)in, (Estore__Token__V1__TokenPair *)out);
+	return ((AuthService_register__fn)impl)(ctx, (const Estore__Auth__V1__RegisterRequest *)in, (Estore__Token__V1__TokenPair *)out);
 }
 
 typedef rpc_code (*AuthService_login_fn)(rpc_ctx *, const Estore__Auth__V1__LoginRequest *, Estore__Token__V1__TokenPair *);
@@ -181,7 +181,7 @@ const rpc_method_desc estore_auth_v1_AuthService_methods[5] = {
 		.output = &estore__token__v1__token_pair__descriptor,
 		.idempotent = false,
 		.access = RPC_ACCESS_PUBLIC,
-		.invoke = AuthService_register_invoke,
+		.invoke = AuthService_register__invoke,
 	},
 	{
 		.name = "Login",
@@ -236,9 +236,9 @@ int estore_auth_v1_AuthService_register(rpc_server *srv, const estore_auth_v1_Au
 {
 	int rc;
 
-	if (impl->register != NULL) {
+	if (impl->register_ != NULL) {
 		rc = rpc_server_add_method(srv, &estore_auth_v1_AuthService_service, &estore_auth_v1_AuthService_methods[0],
-			(void (*)(void))impl->register, user);
+			(void (*)(void))impl->register_, user);
 		if (rc < 0)
 			return rc;
 	}
@@ -269,7 +269,7 @@ int estore_auth_v1_AuthService_register(rpc_server *srv, const estore_auth_v1_Au
 	return 0;
 }
 
-rpc_code estore_auth_v1_AuthService_register(rpc_channel *ch, const rpc_call_opts *opts,
+rpc_code estore_auth_v1_AuthService_register_(rpc_channel *ch, const rpc_call_opts *opts,
 	const Estore__Auth__V1__RegisterRequest *req, Estore__Token__V1__TokenPair **resp, rpc_status *status)
 {
 	ProtobufCMessage *msg = NULL;
@@ -280,7 +280,7 @@ rpc_code estore_auth_v1_AuthService_register(rpc_channel *ch, const rpc_call_opt
 	return code;
 }
 
-int estore_auth_v1_AuthService_register_async(rpc_channel *ch, const rpc_call_opts *opts,
+int estore_auth_v1_AuthService_register__async(rpc_channel *ch, const rpc_call_opts *opts,
 	const Estore__Auth__V1__RegisterRequest *req, rpc_unary_done done, void *user)
 {
 	return rpc_channel_call_async(ch, &estore_auth_v1_AuthService_methods[0], opts,

@@ -31,7 +31,7 @@ typedef struct estore_auth_v1_AuthService_impl {
 	/*
 	 * Creates a customer account and signs it in.
 	 */
-	rpc_code (*register)(rpc_ctx *ctx, const Estore__Auth__V1__RegisterRequest *in, Estore__Token__V1__TokenPair *out);
+	rpc_code (*register_)(rpc_ctx *ctx, const Estore__Auth__V1__RegisterRequest *in, Estore__Token__V1__TokenPair *out);
 	/*
 	 * Unknown email and wrong password fail alike (UNAUTHENTICATED); repeated
 	 * failures are throttled (RESOURCE_EXHAUSTED with retry-after metadata).
@@ -59,9 +59,9 @@ typedef struct estore_auth_v1_AuthService_impl {
 int estore_auth_v1_AuthService_register(rpc_server *srv, const estore_auth_v1_AuthService_impl *impl, void *user);
 
 /* Client stubs (see rpc/channel.h for the semantics). */
-rpc_code estore_auth_v1_AuthService_register(rpc_channel *ch, const rpc_call_opts *opts,
+rpc_code estore_auth_v1_AuthService_register_(rpc_channel *ch, const rpc_call_opts *opts,
 	const Estore__Auth__V1__RegisterRequest *req, Estore__Token__V1__TokenPair **resp, rpc_status *status);
-int estore_auth_v1_AuthService_register_async(rpc_channel *ch, const rpc_call_opts *opts,
+int estore_auth_v1_AuthService_register__async(rpc_channel *ch, const rpc_call_opts *opts,
 	const Estore__Auth__V1__RegisterRequest *req, rpc_unary_done done, void *user);
 
 rpc_code estore_auth_v1_AuthService_login(rpc_channel *ch, const rpc_call_opts *opts,
