@@ -25,7 +25,7 @@ typedef struct cfg_var {
 	cfg_type type;
 	size_t offset;        /* offsetof(struct my_config, field) */
 	const char *def;      /* default as text; NULL = required */
-	long long min, max;   /* CFG_INT bounds */
+	long long min, max;   /* CFG_INT bounds; {0, 0} = no bounds */
 	bool secret;          /* never logged */
 	const char *help;     /* one line, for docs and errors */
 } cfg_var;
@@ -33,8 +33,12 @@ typedef struct cfg_var {
 /*
  * Fills *out from the environment, after loading the .env file named by
  * ESTORE_ENV_FILE or "./.env" when it exists (variables already in the
- * environment are not overridden). Returns 0, or -1 with a message in
- * err (e.g. "DB_PORT: 'abc' is not a number between 1 and 65535").
+ * environment are not overridden). An empty value counts as unset for
+ * numbers, booleans and required strings (compose's "VAR="); an optional
+ * string may be empty. A file named by ESTORE_ENV_FILE must exist.
+ * Returns 0, or -1 with a message in err (e.g. "DB_PORT: 'abc' is not a
+ * number between 1 and 65535"; a secret's value is never quoted). On
+ * failure nothing stays allocated.
  */
 int cfg_load(const cfg_var *vars, size_t n, void *out, char *err,
 	     size_t errlen);
@@ -47,8 +51,11 @@ void cfg_log(const cfg_var *vars, size_t n, const void *cfg);
 void cfg_free(const cfg_var *vars, size_t n, void *cfg);
 
 /* Reads KEY=VALUE lines from `path` into the environment without
- * overriding existing variables. Returns 0, 1 when the file does not
- * exist, or -1 with a message (line number) in err. */
+ * overriding existing variables. Accepts "export KEY=VALUE", '#' comment
+ * lines, " #" trailing comments on unquoted values, "double quotes" with
+ * \n \t \r \" \\ escapes and 'single quotes' taken literally.
+ * Returns 0, 1 when the file does not exist, or -1 with a message (line
+ * number, never the value) in err. */
 int cfg_load_env_file(const char *path, char *err, size_t errlen);
 
 #endif

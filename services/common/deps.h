@@ -24,11 +24,14 @@ deps_watch *deps_watch_new(rpc_server *srv, const char *const *services,
 int deps_watch_add(deps_watch *w, const char *name, deps_probe_fn fn,
 		   void *user);
 /* Runs the probes once synchronously (so health is right before the
- * first call), then starts the thread. Returns 0 or an RPC_ERR_*. */
+ * first call), then starts the thread. Call it after rpc_server_start,
+ * which marks everything SERVING (if called before, the thread corrects
+ * health at its next round). Returns 0 or an RPC_ERR_*. */
 int deps_watch_start(deps_watch *w);
 /* True when every dependency answered at the last probe. */
 bool deps_watch_healthy(deps_watch *w);
-/* Stops the thread and frees. NULL is a no-op. */
+/* Stops the thread (waiting for a probe in progress) and frees; call it
+ * before rpc_server_free. NULL is a no-op. */
 void deps_watch_free(deps_watch *w);
 
 #endif

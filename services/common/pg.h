@@ -67,7 +67,10 @@ bool pg_ping(pg_pool *p);
  * not yet recorded in <schema>.schema_migrations, each in its own
  * transaction, in order, while holding pg_advisory_lock(hash(schema)):
  * several replicas starting at once apply each file exactly once. Creates
- * the schema when missing. Returns 0, or -1 with a message in err.
+ * the schema when missing; the files run with search_path = schema, so
+ * they name tables without it, and must not contain BEGIN/COMMIT. Other
+ * file names are ignored. Returns 0, or -1 with a message in err (the
+ * server's error text: for the operator, not for callers).
  */
 int pg_migrate(const char *conninfo, const char *schema, const char *dir,
 	       char *err, size_t errlen);
