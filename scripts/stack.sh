@@ -118,37 +118,46 @@ _stack_is_local() { case $1 in 127.0.0.1 | localhost | ::1) return 0 ;; esac; re
 
 # ---- processes ---------------------------------------------------------------
 
-# argv[0] of a live, non-zombie process, or nothing.
+# argv[0] of a live, non-zombie process, or nothing. Builtins only: the
+# foreground loop of stack_up runs this for every component every second,
+# and forking sed/tr/head there cost a tenth of a 2-core machine.
 _stack_argv0() { # pid
-	local pid=$1 state
-	[ -r "/proc/$pid/cmdline" ] || return 0
-	state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null || true)
-	[ "$state" != Z ] || return 0
-	tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n 1 || true
-}
-
-# The program a component's process runs, as its argv[0] basename.
-_stack_expected() { # name
-	case $1 in
-	postgres) echo postgres ;;
-	redis) echo redis-server ;;
-	up) echo bash ;;
-	*) echo "estore-$1" ;;
-	esac
+	local pid=$1 line a0=
+	{
+		while IFS= read -r line; do
+			if [[ $line == State:* ]]; then
+				[[ $line =~ ^State:[[:space:]]*Z ]] && return 0
+				break
+			fi
+		done <"/proc/$pid/status"
+		IFS= read -r -d '' a0 <"/proc/$pid/cmdline" || true
+	} 2>/dev/null || return 0
+	[ -z "$a0" ] || printf '%s\n' "$a0"
 }
 
 # The PID from pids/<name>.pid when that process is alive and still runs
-# what we started there (a stale file may name a recycled PID).
+# what we started there (a stale file may name a recycled PID): the
+# basename of its argv[0] is postgres, redis-server, bash (./estore up
+# itself, with "estore" in its arguments) or estore-<name>.
 _stack_live_pid() { # name
-	local f=$_stack_pids/$1.pid pid a0
+	local f=$_stack_pids/$1.pid pid= a0 expected
+	local -a args
 	[ -f "$f" ] || return 1
-	pid=$(head -n 1 "$f" 2>/dev/null || true)
+	{ IFS= read -r pid <"$f"; } 2>/dev/null || true
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	a0=$(_stack_argv0 "$pid")
-	[ -n "$a0" ] || return 1
-	[ "$(basename -- "${a0%% *}")" = "$(_stack_expected "$1")" ] || return 1
+	a0=${a0%% *}
+	a0=${a0##*/}
+	case $1 in
+	postgres) expected=postgres ;;
+	redis) expected=redis-server ;;
+	up) expected=bash ;;
+	*) expected=estore-$1 ;;
+	esac
+	[ -n "$a0" ] && [ "$a0" = "$expected" ] || return 1
 	if [ "$1" = up ]; then
-		tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q 'estore' || return 1
+		{ mapfile -d '' args <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
+		[[ ${args[*]} == *estore* ]] || return 1
 	fi
 	echo "$pid"
 }
