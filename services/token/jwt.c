@@ -1,6 +1,6 @@
 /*
- * jwt.c - signing (libjwt) and verification (OpenSSL + jansson) of
- * access tokens. See jwt.h for why verification is done by hand.
+ * jwt.c - signing and verification of access tokens (OpenSSL + jansson).
+ * See jwt.h for why neither goes through a JWT library.
  */
 #include "services/token/jwt.h"
 
@@ -11,7 +11,6 @@
 #include <strings.h>
 
 #include <jansson.h>
-#include <jwt.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -41,61 +40,103 @@ bool atok_random_hex16(char out[33])
 	return true;
 }
 
-/* The "roles" claim as the JSON object libjwt's jwt_add_grants_json takes. */
-static char *roles_json(const char *const *roles, size_t n)
+/* ECDSA P-256 / SHA-256 over `input`, as a JOSE signature (r || s). */
+static bool es256_sign(EVP_PKEY *pkey, const char *input, size_t len,
+		       uint8_t sig[SIG_LEN])
 {
-	json_t *obj = json_object(), *arr = json_array();
-	char *s = NULL;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char der[80];   /* a P-256 signature in DER is at most 72 */
+	size_t der_len = sizeof(der);
+	const unsigned char *p = der;
+	ECDSA_SIG *es = NULL;
+	const BIGNUM *r, *s;
+	bool ok = false;
 
-	if (!obj || !arr)
+	if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey) != 1 ||
+	    EVP_DigestSign(md, der, &der_len, (const unsigned char *)input,
+			   len) != 1)
 		goto out;
-	for (size_t i = 0; i < n; i++)
-		if (json_array_append_new(arr, json_string(roles[i])) != 0)
-			goto out;
-	if (json_object_set(obj, "roles", arr) != 0)
+	es = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+	if (!es)
 		goto out;
-	s = json_dumps(obj, JSON_COMPACT);
+	ECDSA_SIG_get0(es, &r, &s);
+	ok = BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(s, sig + 32, 32) == 32;
 out:
-	json_decref(arr);
-	json_decref(obj);
-	return s;
+	ERR_clear_error();
+	ECDSA_SIG_free(es);
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
+/* base64url of a JSON object's compact text, appended at out[*at]. */
+static bool append_json_b64(json_t *obj, char *out, size_t cap, size_t *at)
+{
+	char *text = json_dumps(obj, JSON_COMPACT);
+	size_t n;
+	bool ok;
+
+	if (!text)
+		return false;
+	n = strlen(text);
+	ok = *at + B64URL_ENCODED_LEN(n) + 1 <= cap;
+	if (ok)
+		*at += b64url_encode((const uint8_t *)text, n, out + *at);
+	free(text);
+	return ok;
 }
 
 char *atok_sign(const token_key *key, const atok_spec *spec,
 		char jti_out[33])
 {
-	jwt_t *j = NULL;
-	char *roles = NULL, *tok = NULL;
+	json_t *header = NULL, *claims = NULL, *roles = NULL;
+	uint8_t sig[SIG_LEN];
+	char *tok = NULL;
+	size_t at = 0;
+	bool ok = false;
 
 	if (!atok_random_hex16(jti_out))
 		return NULL;
-	roles = roles_json(spec->roles, spec->n_roles);
-	if (!roles || jwt_new(&j) != 0)
+	header = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "typ", "JWT",
+			   "kid", key->kid);
+	roles = json_array();
+	for (size_t i = 0; roles && i < spec->n_roles; i++)
+		if (json_array_append_new(roles, json_string(spec->roles[i])) != 0)
+			goto out;
+	/* "o" steals the reference to roles. */
+	claims = roles ? json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}",
+				   "iss", spec->issuer, "aud", spec->audience,
+				   "sub", spec->sub, "iat", (json_int_t)spec->iat,
+				   "nbf", (json_int_t)spec->iat,
+				   "exp", (json_int_t)(spec->iat + spec->ttl_s),
+				   "jti", jti_out, "roles", roles) : NULL;
+	roles = NULL;
+	if (!header || !claims)
 		goto out;
-	if (jwt_add_grant(j, "iss", spec->issuer) != 0 ||
-	    jwt_add_grant(j, "aud", spec->audience) != 0 ||
-	    jwt_add_grant(j, "sub", spec->sub) != 0 ||
-	    jwt_add_grant_int(j, "iat", spec->iat) != 0 ||
-	    jwt_add_grant_int(j, "nbf", spec->iat) != 0 ||
-	    jwt_add_grant_int(j, "exp", spec->iat + spec->ttl_s) != 0 ||
-	    jwt_add_grant(j, "jti", jti_out) != 0 ||
-	    jwt_add_grants_json(j, roles) != 0)
+	if (spec->sid && json_object_set_new(claims, "sid", json_string(spec->sid)) != 0)
 		goto out;
-	if (spec->sid && jwt_add_grant(j, "sid", spec->sid) != 0)
+	tok = malloc(ATOK_MAX_LEN);
+	if (!tok || !append_json_b64(header, tok, ATOK_MAX_LEN, &at))
 		goto out;
-	if (jwt_add_header(j, "kid", key->kid) != 0)
+	tok[at++] = '.';
+	if (!append_json_b64(claims, tok, ATOK_MAX_LEN, &at))
 		goto out;
-	/* libjwt copies the key and wipes its copy in jwt_free. */
-	if (jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)key->pem,
-			(int)key->pem_len) != 0)
+	/* Signed with the key parsed once at start: signing through libjwt
+	 * parsed the PEM again for every token, 470 µs of the 500 a token
+	 * cost. */
+	if (!es256_sign(key->pkey, tok, at, sig) ||
+	    at + 1 + B64URL_ENCODED_LEN(SIG_LEN) + 1 > ATOK_MAX_LEN)
 		goto out;
-	tok = jwt_encode_str(j);
+	tok[at++] = '.';
+	at += b64url_encode(sig, sizeof(sig), tok + at);
+	ok = true;
 out:
-	/* libjwt leaves OpenSSL errors behind on failure; they describe
-	 * nothing a caller needs and must not leak into the next call. */
-	ERR_clear_error();
-	jwt_free(j);
-	free(roles);
+	json_decref(header);
+	json_decref(claims);
+	json_decref(roles);
+	if (!ok) {
+		free(tok);
+		return NULL;
+	}
 	return tok;
 }
 

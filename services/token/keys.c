@@ -139,39 +139,6 @@ out:
 	return ok;
 }
 
-/*
- * The key as PKCS#8 PEM for libjwt. Re-encoding what OpenSSL parsed
- * (rather than handing over the file) means libjwt sees exactly one
- * private-key block, whatever else the file held (e.g. EC PARAMETERS).
- */
-static bool pem_for_signer(EVP_PKEY *pkey, token_key *k)
-{
-	BIO *mem = BIO_new(BIO_s_secmem());
-	char *data;
-	long n;
-	bool ok = false;
-
-	if (!mem)
-		mem = BIO_new(BIO_s_mem());
-	if (!mem)
-		return false;
-	if (!PEM_write_bio_PrivateKey(mem, pkey, NULL, NULL, 0, NULL, NULL))
-		goto out;
-	n = BIO_get_mem_data(mem, &data);
-	if (n <= 0)
-		goto out;
-	k->pem = malloc((size_t)n + 1);
-	if (!k->pem)
-		goto out;
-	memcpy(k->pem, data, (size_t)n);
-	k->pem[n] = '\0';
-	k->pem_len = (size_t)n;
-	ok = true;
-out:
-	BIO_free(mem);
-	return ok;
-}
-
 /* Parses one key file into k. */
 static bool load_one(const char *dir, const char *name, token_key *k,
 		     char *err, size_t errlen)
@@ -209,7 +176,7 @@ static bool load_one(const char *dir, const char *name, token_key *k,
 			"prime256v1)", path);
 		goto out;
 	}
-	if (!public_xy(pkey, k) || !pem_for_signer(pkey, k)) {
+	if (!public_xy(pkey, k)) {
 		set_err(err, errlen, "%s: cannot export the key", path);
 		goto out;
 	}
@@ -337,10 +304,6 @@ void keyset_free(keyset *ks)
 		token_key *k = &ks->keys[i];
 
 		EVP_PKEY_free(k->pkey);
-		if (k->pem) {
-			OPENSSL_cleanse(k->pem, k->pem_len);
-			free(k->pem);
-		}
 	}
 	free(ks);
 }

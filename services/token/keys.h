@@ -27,9 +27,7 @@
 
 typedef struct token_key {
 	char kid[KEYS_KID_MAX + 1];
-	EVP_PKEY *pkey;          /* private + public; used to verify */
-	char *pem;               /* the file's PEM text, for libjwt's signer */
-	size_t pem_len;
+	EVP_PKEY *pkey;          /* private + public: signs and verifies */
 	char x[44], y[44];       /* public point, base64url without padding */
 } token_key;
 

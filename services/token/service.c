@@ -747,7 +747,7 @@ const char *token_service_self_test(token_service *svc)
 	atok_claims c;
 
 	if (!tok)
-		return "libjwt could not sign with the signing key";
+		return "cannot sign with the signing key";
 	why = atok_verify(&svc->policy, tok, strlen(tok), spec.iat, &c, NULL);
 	free(tok);
 	if (why)

@@ -69,7 +69,7 @@ rpc_code token_service_authenticate(void *user, rpc_ctx *ctx,
 
 /*
  * Signs and verifies one throw-away token with the signing key: run at
- * start so that a key libjwt cannot sign with (or a signature our
+ * start so that a key OpenSSL cannot sign with (or a signature our
  * verifier rejects) stops the service instead of failing every login.
  * Returns NULL or a reason.
  */
