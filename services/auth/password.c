@@ -6,6 +6,7 @@
 
 #include <argon2.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,21 +273,55 @@ pw_verdict pw_check_policy(const pw_denylist *deny, const char *pw,
 
 /*
  * argon2's working memory (m_kib, 19 MiB by default) comes from these two
- * callbacks rather than from malloc. Each computation maps it afresh and
- * unmaps it at the end, so an idle service holds none of it, and asks for
- * transparent huge pages: argon2 reads its memory in a data-dependent
- * order, which with 4 KiB pages costs a TLB miss on most reads and a page
- * fault per 4 KiB when the memory is new. On a 2-core VM that made a
- * verification about four times slower than with huge pages.
+ * callbacks rather than from malloc. It is mapped with transparent huge
+ * pages: argon2 reads its memory in a data-dependent order, which with
+ * 4 KiB pages costs a TLB miss on most reads and a page fault per 4 KiB
+ * when the memory is new (on a 2-core VM, verification was four times
+ * slower). A finished computation's region is kept for the next one while
+ * hashing goes on (the kernel would otherwise zero 19 MiB again for each:
+ * a tenth of a login's CPU), and unmapped by pw_memory_release once the
+ * service is idle, so an idle service holds none of it. argon2 wipes the
+ * memory before handing it back, so kept regions hold no secrets.
  */
 #define HUGE_PAGE (2u << 20)
+#define KEPT_MAX 8
+
+static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint8_t *mem;
+	size_t len;
+} kept[KEPT_MAX];
+static int n_kept;
+
+static size_t region_len(size_t bytes)
+{
+	return (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+}
+
+static uint8_t *take_kept(size_t len)
+{
+	uint8_t *mem = NULL;
+
+	pthread_mutex_lock(&kept_mu);
+	for (int i = 0; i < n_kept; i++) {
+		if (kept[i].len == len) {
+			mem = kept[i].mem;
+			kept[i] = kept[--n_kept];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&kept_mu);
+	return mem;
+}
 
 static int hash_memory_alloc(uint8_t **memory, size_t bytes)
 {
-	size_t len = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+	size_t len = region_len(bytes);
 	size_t span = len + HUGE_PAGE;
 	uint8_t *raw, *aligned;
 
+	if ((*memory = take_kept(len)) != NULL)
+		return ARGON2_OK;
 	raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (raw == MAP_FAILED)
@@ -306,10 +341,30 @@ static int hash_memory_alloc(uint8_t **memory, size_t bytes)
 
 static void hash_memory_free(uint8_t *memory, size_t bytes)
 {
-	size_t len = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+	size_t len = region_len(bytes);
 
+	if (memory == NULL)
+		return;
+	pthread_mutex_lock(&kept_mu);
+	if (n_kept < KEPT_MAX) {
+		kept[n_kept].mem = memory;
+		kept[n_kept].len = len;
+		n_kept++;
+		memory = NULL;
+	}
+	pthread_mutex_unlock(&kept_mu);
 	if (memory != NULL)
 		munmap(memory, len);
+}
+
+void pw_memory_release(void)
+{
+	pthread_mutex_lock(&kept_mu);
+	while (n_kept > 0) {
+		n_kept--;
+		munmap(kept[n_kept].mem, kept[n_kept].len);
+	}
+	pthread_mutex_unlock(&kept_mu);
 }
 
 /* PHC strings carry salt and digest in standard base64 without padding. */

@@ -98,6 +98,11 @@ pw_verdict pw_check_policy(const pw_denylist *deny, const char *pw,
 int pw_hash(const pw_params *params, const char *pw, size_t len, char *out,
 	    size_t cap);
 
+/* Unmaps the argon2 memory kept for reuse by finished computations
+ * (pw_hash and pw_verify keep up to 8 regions while hashing goes on).
+ * Call it when no computation runs or waits. */
+void pw_memory_release(void);
+
 /* Verifies pw against a PHC string in constant time (argon2's own
  * comparison). Returns 1 on a match, 0 on a mismatch, RPC_ERR_INVALID when
  * the string is not an argon2id hash we accept (then no work was done:

@@ -37,7 +37,9 @@
 typedef struct hash_gate {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;    /* CLOCK_MONOTONIC, the clock of rpc_now_ns */
+	int slots;
 	int free_slots;
+	int waiting;
 } hash_gate;
 
 struct auth_service {
@@ -56,7 +58,9 @@ static int gate_init(hash_gate *g, int slots)
 	pthread_condattr_t ca;
 	int rc;
 
+	g->slots = slots;
 	g->free_slots = slots;
+	g->waiting = 0;
 	if (pthread_mutex_init(&g->mu, NULL) != 0)
 		return RPC_ERR_NOMEM;
 	pthread_condattr_init(&ca);
@@ -109,7 +113,9 @@ static bool gate_enter(hash_gate *g, rpc_ctx *ctx, long long max_wait_ms)
 			wake = until;
 		ts.tv_sec = wake / 1000000000LL;
 		ts.tv_nsec = wake % 1000000000LL;
+		g->waiting++;
 		pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+		g->waiting--;
 	}
 	pthread_mutex_unlock(&g->mu);
 	return ok;
@@ -120,6 +126,9 @@ static void gate_leave(hash_gate *g)
 	pthread_mutex_lock(&g->mu);
 	g->free_slots++;
 	pthread_cond_signal(&g->cv);
+	/* Nobody hashing or queueing: give argon2's memory back. */
+	if (g->free_slots == g->slots && g->waiting == 0)
+		pw_memory_release();
 	pthread_mutex_unlock(&g->mu);
 }
 
@@ -781,6 +790,7 @@ auth_service *auth_service_new(const auth_service_config *cfg, clients *cl,
 	rc = pw_hash(&cfg->params, (const char *)junk, sizeof(junk),
 		     s->dummy_hash, sizeof(s->dummy_hash));
 	explicit_bzero(junk, sizeof(junk));
+	pw_memory_release();
 	if (rc < 0) {
 		auth_service_free(s);
 		return NULL;

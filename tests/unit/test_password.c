@@ -117,6 +117,23 @@ static void rehash_when_parameters_rise(void **state)
 	assert_true(pw_needs_rehash("$2b$12$bcrypt", &small));
 }
 
+static void kept_memory_is_reused_and_released(void **state)
+{
+	char a[PW_HASH_MAX], b[PW_HASH_MAX];
+
+	(void)state;
+	/* The second computation runs in the region the first one left. */
+	assert_int_equal(pw_hash(&small, "hunter2hunter2", 14, a, sizeof(a)), 0);
+	assert_int_equal(pw_hash(&small, "hunter2hunter2", 14, b, sizeof(b)), 0);
+	assert_string_not_equal(a, b);   /* fresh salts */
+	assert_int_equal(pw_verify(a, "hunter2hunter2", 14), 1);
+	assert_int_equal(pw_verify(b, "hunter2hunter2", 14), 1);
+	pw_memory_release();
+	pw_memory_release();
+	assert_int_equal(pw_verify(a, "hunter2hunter2", 14), 1);
+	pw_memory_release();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -126,6 +143,7 @@ int main(void)
 		cmocka_unit_test(malformed_hashes_are_invalid),
 		cmocka_unit_test(small_buffer_is_refused),
 		cmocka_unit_test(rehash_when_parameters_rise),
+		cmocka_unit_test(kept_memory_is_reused_and_released),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
