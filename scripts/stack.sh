@@ -118,6 +118,22 @@ _stack_is_local() { case $1 in 127.0.0.1 | localhost | ::1) return 0 ;; esac; re
 
 # ---- processes ---------------------------------------------------------------
 
+# True while the process exists and is not a zombie. (A process in the
+# middle of an exec can show an empty cmdline for a moment, so liveness
+# never goes by argv[0].)
+_stack_alive() { # pid
+	local line
+	{
+		while IFS= read -r line; do
+			if [[ $line == State:* ]]; then
+				[[ $line =~ ^State:[[:space:]]*Z ]] && return 1
+				return 0
+			fi
+		done <"/proc/$1/status"
+	} 2>/dev/null
+	return 1
+}
+
 # argv[0] of a live, non-zombie process, or nothing. Builtins only: the
 # foreground loop of stack_up runs this for every component every second,
 # and forking sed/tr/head there cost a tenth of a 2-core machine.
@@ -165,10 +181,10 @@ _stack_live_pid() { # name
 _stack_wait_gone() { # pid seconds
 	local i n=$(($2 * 10))
 	for ((i = 0; i < n; i++)); do
-		[ -n "$(_stack_argv0 "$1")" ] || return 0
+		_stack_alive "$1" || return 0
 		sleep 0.1
 	done
-	[ -z "$(_stack_argv0 "$1")" ]
+	! _stack_alive "$1"
 }
 
 # Stops one component by its verified PID: the polite signal, then harder
@@ -188,7 +204,7 @@ _stack_stop_one() { # name
 			kill -s QUIT "$pid" 2>/dev/null || true
 			_stack_wait_gone "$pid" 5 || true
 		fi
-		if [ -n "$(_stack_argv0 "$pid")" ]; then
+		if _stack_alive "$pid"; then
 			_stack_err "$name (pid $pid) did not stop in ${_stack_stop_timeout}s; killing it"
 			kill -s KILL "$pid" 2>/dev/null || true
 			_stack_wait_gone "$pid" 5 || true
@@ -295,7 +311,7 @@ _stack_psql() { # db, psql args...
 
 _stack_pg_ready() { # pid
 	local data=$_stack_state/pg/data
-	[ -n "$(_stack_argv0 "$1")" ] || return 2
+	_stack_alive "$1" || return 2
 	[ "$(sed -n 8p "$data/postmaster.pid" 2>/dev/null | tr -d ' ')" = ready ] || return 1
 	_stack_port_in_use "$DB_PORT"
 }
@@ -384,7 +400,7 @@ EOF
 	pid=$!
 	_stack_record redis "$pid" "127.0.0.1:$REDIS_PORT"
 	for ((i = 0; i < _stack_start_timeout * 10; i++)); do
-		[ -n "$(_stack_argv0 "$pid")" ] || break
+		_stack_alive "$pid" || break
 		if [ "$(_stack_redis_cli ping 2>/dev/null || true)" = PONG ]; then ok=1; break; fi
 		sleep 0.1
 	done
@@ -510,7 +526,7 @@ _stack_service_start() { # name
 	pid=$!
 	_stack_record "$name" "$pid" "$addr"
 	if ! st=$(_stack_health "$addr" "$_stack_start_timeout"); then
-		if [ -z "$(_stack_argv0 "$pid")" ]; then
+		if ! _stack_alive "$pid"; then
 			_stack_err "estore-$name exited while starting; $_stack_logs/$name.log:"
 		else
 			_stack_err "estore-$name is $st after ${_stack_start_timeout}s; $_stack_logs/$name.log:"
@@ -626,15 +642,21 @@ stack_up() {
 	_stack_say "Ctrl-C here or ./estore down stops everything; ./estore status lists it"
 
 	# Foreground: report components that die; leave when nothing is left.
+	# They are our children, so a dead one stays a zombie (its PID not
+	# reused) until we reap it: checking the PIDs taken now is enough, and
+	# costs no fork per second.
 	local name
-	local -A gone=()
+	local -A gone=() watched=()
+	for name in postgres redis "${_stack_services[@]}"; do
+		watched[$name]=$(_stack_live_pid "$name") || watched[$name]=
+	done
 	while true; do
 		sleep 1 &
 		wait $! || true
 		local alive=0
 		for name in postgres redis "${_stack_services[@]}"; do
-			[ -f "$_stack_pids/$name.pid" ] || continue
-			if _stack_live_pid "$name" >/dev/null; then
+			[ -n "${watched[$name]}" ] && [ -f "$_stack_pids/$name.pid" ] || continue
+			if _stack_alive "${watched[$name]}"; then
 				alive=1
 			elif [ -z "${gone[$name]:-}" ]; then
 				gone[$name]=1
