@@ -28,6 +28,7 @@
 
 /* How long before the caller's deadline a wait for a hashing slot ends. */
 #define GATE_MARGIN_NS 100000000LL
+#define GATE_IDLE_RELEASE_NS 2000000000LL
 
 #define MSG_BAD_LOGIN "invalid email or password"
 #define COMPONENT "auth"
@@ -40,6 +41,15 @@ typedef struct hash_gate {
 	int slots;
 	int free_slots;
 	int waiting;
+	/* argon2 keeps the memory of finished computations for the next
+	 * ones (password.c); the janitor gives it back once hashing has been
+	 * idle for GATE_IDLE_RELEASE_NS. Releasing at every idle instant
+	 * instead made the kernel zero 19 MiB again for most logins. */
+	bool memory_kept;
+	long long idle_since;
+	bool stopping;
+	pthread_cond_t janitor_cv;
+	pthread_t janitor;
 } hash_gate;
 
 struct auth_service {
@@ -53,6 +63,31 @@ struct auth_service {
 	char dummy_hash[PW_HASH_MAX];
 };
 
+static bool gate_idle(const hash_gate *g)
+{
+	return g->free_slots == g->slots && g->waiting == 0;
+}
+
+static void *gate_janitor(void *arg)
+{
+	hash_gate *g = arg;
+
+	pthread_mutex_lock(&g->mu);
+	while (!g->stopping) {
+		long long wake = rpc_now_ns() + GATE_IDLE_RELEASE_NS / 2;
+		struct timespec ts = { wake / 1000000000LL, wake % 1000000000LL };
+
+		pthread_cond_timedwait(&g->janitor_cv, &g->mu, &ts);
+		if (g->memory_kept && gate_idle(g) &&
+		    rpc_now_ns() - g->idle_since >= GATE_IDLE_RELEASE_NS) {
+			pw_memory_release();
+			g->memory_kept = false;
+		}
+	}
+	pthread_mutex_unlock(&g->mu);
+	return NULL;
+}
+
 static int gate_init(hash_gate *g, int slots)
 {
 	pthread_condattr_t ca;
@@ -61,13 +96,23 @@ static int gate_init(hash_gate *g, int slots)
 	g->slots = slots;
 	g->free_slots = slots;
 	g->waiting = 0;
+	g->memory_kept = false;
+	g->stopping = false;
 	if (pthread_mutex_init(&g->mu, NULL) != 0)
 		return RPC_ERR_NOMEM;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	rc = pthread_cond_init(&g->cv, &ca);
+	if (rc == 0 && (rc = pthread_cond_init(&g->janitor_cv, &ca)) != 0)
+		pthread_cond_destroy(&g->cv);
 	pthread_condattr_destroy(&ca);
 	if (rc != 0) {
+		pthread_mutex_destroy(&g->mu);
+		return RPC_ERR_NOMEM;
+	}
+	if (pthread_create(&g->janitor, NULL, gate_janitor, g) != 0) {
+		pthread_cond_destroy(&g->janitor_cv);
+		pthread_cond_destroy(&g->cv);
 		pthread_mutex_destroy(&g->mu);
 		return RPC_ERR_NOMEM;
 	}
@@ -76,6 +121,13 @@ static int gate_init(hash_gate *g, int slots)
 
 static void gate_dispose(hash_gate *g)
 {
+	pthread_mutex_lock(&g->mu);
+	g->stopping = true;
+	pthread_cond_signal(&g->janitor_cv);
+	pthread_mutex_unlock(&g->mu);
+	pthread_join(g->janitor, NULL);
+	pw_memory_release();
+	pthread_cond_destroy(&g->janitor_cv);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
 }
@@ -125,10 +177,10 @@ static void gate_leave(hash_gate *g)
 {
 	pthread_mutex_lock(&g->mu);
 	g->free_slots++;
+	g->memory_kept = true;
+	if (gate_idle(g))
+		g->idle_since = rpc_now_ns();
 	pthread_cond_signal(&g->cv);
-	/* Nobody hashing or queueing: give argon2's memory back. */
-	if (g->free_slots == g->slots && g->waiting == 0)
-		pw_memory_release();
 	pthread_mutex_unlock(&g->mu);
 }
 
@@ -467,7 +519,7 @@ static rpc_code do_login(rpc_ctx *ctx, const Estore__Auth__V1__LoginRequest *in,
 	rpc_status st = { 0 };
 	char ip[64];
 	char new_hash[PW_HASH_MAX];
-	long long wait_s;
+	long long wait_s, failures;
 	rpc_code code;
 	int ok;
 
@@ -480,7 +532,7 @@ static rpc_code do_login(rpc_ctx *ctx, const Estore__Auth__V1__LoginRequest *in,
 	/* Throttle before any lookup or hashing: a throttled guess costs us
 	 * one Redis round trip. */
 	peer_ip(ctx, ip, sizeof(ip));
-	code = throttle_check(s->th, in->email, ip, &wait_s);
+	code = throttle_check(s->th, in->email, ip, &wait_s, &failures);
 	if (code == RPC_RESOURCE_EXHAUSTED)
 		return throttled(ctx, wait_s);
 	if (code != RPC_OK)
@@ -514,7 +566,7 @@ static rpc_code do_login(rpc_ctx *ctx, const Estore__Auth__V1__LoginRequest *in,
 		goto out;
 	}
 
-	if (throttle_clear(s->th, in->email) != RPC_OK)
+	if (failures > 0 && throttle_clear(s->th, in->email) != RPC_OK)
 		rpc_log(RPC_LOG_WARN, COMPONENT,
 			"could not clear failed-login counter (redis)");
 	if (new_hash[0] != '\0')
@@ -677,7 +729,7 @@ static rpc_code do_change_password(rpc_ctx *ctx,
 	rpc_status_dispose(&st);
 
 	peer_ip(ctx, ip, sizeof(ip));
-	code = throttle_check(s->th, me->email, ip, &wait_s);
+	code = throttle_check(s->th, me->email, ip, &wait_s, NULL);
 	if (code == RPC_RESOURCE_EXHAUSTED) {
 		code = throttled(ctx, wait_s);
 		goto out;

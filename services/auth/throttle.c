@@ -157,7 +157,7 @@ static long long retry_after(const throttle_config *cfg, long long n,
 }
 
 rpc_code throttle_check(throttle *t, const char *email, const char *ip,
-			long long *retry_after_s)
+			long long *retry_after_s, long long *acct_failures)
 {
 	char keys[2][KEY_MAX];
 	const char *argv[2];
@@ -169,6 +169,8 @@ rpc_code throttle_check(throttle *t, const char *email, const char *ip,
 	long long worst = 0, now;
 
 	*retry_after_s = 0;
+	if (acct_failures != NULL)
+		*acct_failures = 0;
 	for (int i = 0; i < nkeys; i++) {
 		argv[i] = keys[i];
 		argvlen[i] = strlen(keys[i]);
@@ -185,6 +187,9 @@ rpc_code throttle_check(throttle *t, const char *email, const char *ip,
 		return RPC_UNAVAILABLE;
 	}
 	now = wall_ms();
+	/* The account key comes first (build_keys). */
+	if (acct_failures != NULL)
+		*acct_failures = r->element[0]->integer;
 	for (int i = 0; i < nkeys; i++) {
 		long long max = i == 0 ? t->cfg.acct_max_failures :
 					 t->cfg.ip_max_failures;

@@ -46,10 +46,12 @@ void throttle_free(throttle *t);
  * May an attempt for `email` from `ip` go ahead now? RPC_OK when yes;
  * RPC_RESOURCE_EXHAUSTED with *retry_after_s (>= 1) when either key is in
  * its back-off; RPC_UNAVAILABLE when Redis cannot answer. `ip` may be NULL
- * or "" (no address key).
+ * or "" (no address key). *acct_failures (may be NULL) receives the
+ * account's current failure count, so a success with none to forget
+ * skips throttle_clear.
  */
 rpc_code throttle_check(throttle *t, const char *email, const char *ip,
-			long long *retry_after_s);
+			long long *retry_after_s, long long *acct_failures);
 
 /* Records one failure under both keys. RPC_OK or RPC_UNAVAILABLE. */
 rpc_code throttle_fail(throttle *t, const char *email, const char *ip);
