@@ -9,7 +9,8 @@
  * client_cpu_s is this process's user+system time over the measured
  * window (for `hash`, all of the work); with --stack-pids P,Q,... also
  * stack_cpu_s, the same for those processes and their children (the
- * services, Redis, PostgreSQL's postmaster and backends).
+ * services, Redis, PostgreSQL's postmaster and backends), and
+ * stack_ms_per_op, that CPU per operation by process name.
  *
  * Workloads:
  *   hash      argon2id_verify of one stored hash, in-process: the raw
@@ -321,6 +322,7 @@ enum { MAX_TRACKED = 512 };
 typedef struct cpu_snapshot {
 	long pid[MAX_TRACKED];
 	unsigned long long ticks[MAX_TRACKED];
+	char comm[MAX_TRACKED][20];
 	int n;
 } cpu_snapshot;
 
@@ -367,25 +369,59 @@ static void snapshot(const options *o, cpu_snapshot *snap)
 			continue;
 		snap->pid[snap->n] = pid;
 		snap->ticks[snap->n] = ut + st;
+		/* "pid (comm) ...": the name between the parentheses. */
+		{
+			char *open = strchr(buf, '(');
+			size_t len = open != NULL ? (size_t)(p - open - 1) : 0;
+
+			if (len >= sizeof(snap->comm[0]))
+				len = sizeof(snap->comm[0]) - 1;
+			memcpy(snap->comm[snap->n], open != NULL ? open + 1 : "", len);
+			snap->comm[snap->n][len] = '\0';
+		}
 		snap->n++;
 	}
 	closedir(d);
 }
 
-static double stack_cpu_s(const cpu_snapshot *a, const cpu_snapshot *b)
+/* Total CPU seconds between the snapshots; per process name into `by`
+ * as "name:ms_per_op,..." ("-" when there is nothing to say). */
+static double stack_cpu_s(const cpu_snapshot *a, const cpu_snapshot *b,
+			  long ops, char *by, size_t cap)
 {
-	unsigned long long total = 0;
+	size_t at = 0;
+
+	unsigned long long total = 0, by_name[MAX_TRACKED] = { 0 };
+	const char *names[MAX_TRACKED];
+	int n_names = 0;
+	double hz = (double)sysconf(_SC_CLK_TCK);
 
 	for (int i = 0; i < b->n; i++) {
-		unsigned long long before = 0;
+		unsigned long long before = 0, d;
+		int k;
 
-		for (int k = 0; k < a->n; k++)
+		for (k = 0; k < a->n; k++)
 			if (a->pid[k] == b->pid[i])
 				before = a->ticks[k];
-		if (b->ticks[i] > before)
-			total += b->ticks[i] - before;
+		d = b->ticks[i] > before ? b->ticks[i] - before : 0;
+		total += d;
+		for (k = 0; k < n_names; k++)
+			if (strcmp(names[k], b->comm[i]) == 0)
+				break;
+		if (k == n_names)
+			names[n_names++] = b->comm[i];
+		by_name[k] += d;
 	}
-	return (double)total / (double)sysconf(_SC_CLK_TCK);
+	snprintf(by, cap, "-");
+	for (int k = 0; ops > 0 && k < n_names && at < cap; k++) {
+		int n = snprintf(by + at, cap - at, "%s%s:%.3f", k ? "," : "",
+				 names[k], 1000.0 * (double)by_name[k] / hz / (double)ops);
+
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
+	return (double)total / hz;
 }
 
 static void sleep_s(double s)
@@ -404,6 +440,8 @@ static void run(bench *b)
 	samples all = { 0 };
 	double t0, t1, c0, c1;
 	static cpu_snapshot s0, s1;
+	char by_process[1024];
+	double stack_s;
 
 	b->per_thread = calloc((size_t)n, sizeof(*b->per_thread));
 	if (tid == NULL || args == NULL || b->per_thread == NULL)
@@ -437,12 +475,14 @@ static void run(bench *b)
 	double p50 = all.n ? all.us[(all.n - 1) / 2] / 1e3 : 0;
 	double p99 = all.n ? all.us[(all.n - 1) * 99 / 100] / 1e3 : 0;
 
+	stack_s = stack_cpu_s(&s0, &s1, atomic_load(&b->ops), by_process,
+			      sizeof(by_process));
 	printf("workload=%s threads=%d ops=%ld failed=%ld seconds=%.2f "
 	       "per_s=%.1f p50_ms=%.3f p99_ms=%.3f client_cpu_s=%.3f "
-	       "stack_cpu_s=%.3f\n",
+	       "stack_cpu_s=%.3f stack_ms_per_op=%s\n",
 	       b->opt.workload, n, atomic_load(&b->ops), atomic_load(&b->failed),
 	       secs, (double)atomic_load(&b->ops) / secs, p50, p99, c1 - c0,
-	       stack_cpu_s(&s0, &s1));
+	       stack_s, by_process);
 	fflush(stdout);
 	free(all.us);
 	free(b->per_thread);

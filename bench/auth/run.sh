@@ -119,7 +119,8 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 for s in "${services[@]}"; do peak[$s]=$(kib "${pid[$s]}" VmHWM); done
-sleep 2
+# estore-auth gives argon2's memory back after 2 s without hashing.
+sleep 4
 for s in "${services[@]}"; do after[$s]=$(kib "${pid[$s]}" VmRSS); done
 
 /usr/bin/python3 - "$state/results.txt" "$m_kib" "$t_cost" "$p_cost" "$hashes_at_once" \
@@ -166,6 +167,17 @@ print("logins/s / raw hashes/s, same round: median %.1f %% (rounds: %s; target >
     100 * ratio, ", ".join("%.0f %%" % (100 * x) for x in ratios),
     "met" if ratio >= 0.9 else "NOT met"))
 print("CPU per raw hash / CPU per login (whole stack and client): %.1f %%" % (100 * cpu_ratio))
+for w, label in (("login", "a login"), ("refresh", "a refresh"), ("validate", "a validation")):
+    by = {}
+    for r in runs[w]:
+        for item in r.get("stack_ms_per_op", "-").split(","):
+            if ":" in item:
+                name, ms = item.split(":")
+                by.setdefault(name, []).append(float(ms))
+    parts = ["%s %.2f ms" % (n, statistics.median(v)) for n, v in sorted(by.items(), key=lambda kv: -statistics.median(kv[1]))]
+    parts.append("load generator %.2f ms" % statistics.median(
+        1000 * float(r["client_cpu_s"]) / max(1, int(r["ops"])) for r in runs[w]))
+    print("CPU per %s by process: %s" % (label, ", ".join(parts)))
 print()
 print("| service | RSS at rest | peak RSS under load | RSS after load |")
 print("|---|---:|---:|---:|")
