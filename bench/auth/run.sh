@@ -167,7 +167,7 @@ print("logins/s / raw hashes/s, same round: median %.1f %% (rounds: %s; target >
     100 * ratio, ", ".join("%.0f %%" % (100 * x) for x in ratios),
     "met" if ratio >= 0.9 else "NOT met"))
 print("CPU per raw hash / CPU per login (whole stack and client): %.1f %%" % (100 * cpu_ratio))
-for w, label in (("login", "a login"), ("refresh", "a refresh"), ("validate", "a validation")):
+for w, label in (("login", "login"), ("refresh", "refresh"), ("validate", "validation")):
     by = {}
     for r in runs[w]:
         for item in r.get("stack_ms_per_op", "-").split(","):
