@@ -17,7 +17,7 @@
 #   secrets.env         generated secrets, mode 0600 (never printed)
 #   logs/<name>.log     service logs, one JSON object a line
 #   logs/postgres/      PostgreSQL's own log (postgres.json, JSON lines)
-#   logs/redis.log      Redis's own log
+#   logs/redis.log      Redis's log, turned into JSON lines by jq
 #   pids/<name>.pid     what we started; stop/down signal only PIDs whose
 #                       /proc/PID/cmdline matches what we started
 #   py/                 Python gRPC health stubs (probe fallback)
@@ -396,7 +396,13 @@ appendonly no
 requirepass "$qpw"
 EOF
 	) || return 1
-	setsid redis-server "$conf" </dev/null >>"$_stack_logs/redis.log" 2>&1 &
+	# Redis writes its own line format; jq turns each line into the JSON
+	# object every other log here is ("pid:role date level-char text").
+	setsid redis-server "$conf" </dev/null > >(jq -Rc --unbuffered '
+		(capture("^[0-9]+:[A-Z] [0-9]+ [A-Za-z]+ [0-9]+ [0-9:.]+ (?<lvl>[-.*#]) (?<msg>.*)$")
+		 // {lvl: "*", msg: .}) as $l
+		| {ts: (now | todate), level: ({".": "debug", "-": "debug", "*": "info", "#": "warn"}[$l.lvl]),
+		   service: "redis", msg: $l.msg}' >>"$_stack_logs/redis.log" 2>&1) 2>&1 &
 	pid=$!
 	_stack_record redis "$pid" "127.0.0.1:$REDIS_PORT"
 	for ((i = 0; i < _stack_start_timeout * 10; i++)); do
