@@ -43,6 +43,7 @@
 #include "rpc/reflection.h"
 #include "rpc/server_private.h"
 #include "rpc/timeout.h"
+#include "rpc/wirecheck.h"
 
 #define LOG_COMPONENT "rpc.server"
 #define MAX_LISTENERS 8
@@ -581,7 +582,19 @@ int rpc_stream_recv(rpc_stream *s, ProtobufCMessage **msg)
 	pthread_mutex_unlock(&call->lock);
 
 	/* Streamed messages are freed by the handler one by one, so they
-	 * use the heap: the arena would grow for the whole stream. */
+	 * use the heap: the arena would grow for the whole stream. A string
+	 * that C would see cut short is as malformed as bad framing. */
+	{
+		char why[320];
+
+		if (rpc_wirecheck_strings(call->method->desc->input, m->data,
+					  m->len, why, sizeof(why)) < 0) {
+			rpc_log(RPC_LOG_DEBUG, LOG_COMPONENT, "stream message refused: %s",
+				why);
+			free(m);
+			return RPC_ERR_PROTO;
+		}
+	}
 	*msg = decode_request(call, m, false);
 	free(m);
 	return *msg ? 1 : RPC_ERR_PROTO;
@@ -613,6 +626,14 @@ static bool execute(struct rpc_ctx *call, struct msgbuf *req, bool on_io)
 	if (code != RPC_OK)
 		goto done;
 	if (d->kind == RPC_UNARY || d->kind == RPC_SERVER_STREAMING) {
+		char why[320];
+
+		if (req && rpc_wirecheck_strings(d->input, req->data, req->len,
+						 why, sizeof(why)) < 0) {
+			code = rpc_ctx_error(call, RPC_INVALID_ARGUMENT, "%s",
+					     why);
+			goto done;
+		}
 		in = req ? decode_request(call, req, true) : NULL;
 		if (!in) {
 			code = rpc_ctx_error(call, RPC_INVALID_ARGUMENT,

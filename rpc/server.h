@@ -226,7 +226,8 @@ int rpc_stream_send(rpc_stream *s, const ProtobufCMessage *msg);
 /* Waits for the next request message. Returns 1 with *msg set (free it with
  * protobuf_c_message_free_unpacked(*msg, NULL)), 0 when the client has
  * finished sending, RPC_ERR_CANCELLED, or RPC_ERR_PROTO when the message
- * did not parse (the handler should return RPC_INVALID_ARGUMENT). */
+ * did not parse or holds a string that is not UTF-8 or has a NUL byte
+ * (the handler should return RPC_INVALID_ARGUMENT). */
 int rpc_stream_recv(rpc_stream *s, ProtobufCMessage **msg);
 
 /* The call a stream belongs to. */

@@ -573,8 +573,13 @@ class TokenTest(TokenStackCase):
         # service "\xff" (field 1), secret (field 2).
         self.assertCode(INVALID, self.raw_call, "IssueServiceToken", b"\x0a\x01\xff\x12\x01x",
                         message="service")
-        # An access token of invalid UTF-8 is no token.
-        self.assertCode(UNAUTH, self.raw_call, "ValidateToken", b"\x0a\x05\xff.\xfe.\xfd")
+        # An access token of invalid UTF-8 is not even a proto3 string: the
+        # server refuses the request before the service sees it.
+        self.assertCode(INVALID, self.raw_call, "ValidateToken", b"\x0a\x05\xff.\xfe.\xfd",
+                        message="access_token: not valid UTF-8")
+        # Nor is a string with a NUL byte, which C would see cut short.
+        self.assertCode(INVALID, self.raw_call, "ValidateToken", b"\x0a\x05abc\x00d",
+                        message="access_token: contains a NUL byte")
         # Truncated protobuf.
         self.assertCode(INVALID, self.raw_call, "ValidateToken", b"\x0a\x20abc")
         self.assertCode(INVALID, self.raw_call, "IssueServiceToken", b"\xff\xff\xff")

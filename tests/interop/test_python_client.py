@@ -261,6 +261,28 @@ class StatusTest(EchoTestCase):
         self.assertEqual(got, ["fine"])
         self.assertStatus(cm, grpc.StatusCode.INVALID_ARGUMENT)
 
+    def test_strings_that_c_would_cut_or_misread(self):
+        # A NUL would end the string the handler sees; invalid UTF-8 is not
+        # a proto3 string. Both are refused, naming the field, before the
+        # handler runs, in unary and in streamed messages.
+        raw = self.channel.unary_unary("/%s/UnaryEcho" % ECHO)
+        for body, why in ((b"\x0a\x05ab\x00cd", "message: contains a NUL byte"),
+                          (b"\x0a\x02\xc3\x28", "message: not valid UTF-8")):
+            with self.assertRaises(grpc.RpcError) as cm:
+                raw(body, timeout=TIMEOUT)
+            self.assertStatus(cm, grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertEqual(cm.exception.details(), why)
+        self.assertEqual(self.stub.UnaryEcho(echo_pb2.EchoRequest(message="caf\u00e9 \u2713"),
+                                             timeout=TIMEOUT).message, "caf\u00e9 \u2713")
+        bidi = self.channel.stream_stream("/%s/BidiStream" % ECHO)
+        good = echo_pb2.EchoRequest(message="fine").SerializeToString()
+        got = []
+        with self.assertRaises(grpc.RpcError) as cm:
+            for reply in bidi(iter([good, b"\x0a\x03a\x00b"]), timeout=TIMEOUT):
+                got.append(echo_pb2.EchoReply.FromString(reply).message)
+        self.assertEqual(got, ["fine"])
+        self.assertStatus(cm, grpc.StatusCode.INVALID_ARGUMENT)
+
     def test_client_stream_join_limit(self):
         # Each message is under the receive limit; the joined reply would
         # pass echo's 16 MiB cap.
