@@ -18,7 +18,7 @@
 
 /* The generated-code contract below; *.rpc.h / *.desc.h refuse to compile
  * against another version (regenerate with the `generate` target). */
-#define RPC_CODEGEN_VERSION 2
+#define RPC_CODEGEN_VERSION 3
 
 typedef struct rpc_ctx rpc_ctx;
 typedef struct rpc_stream rpc_stream;
@@ -80,11 +80,27 @@ typedef struct rpc_method_desc {
 	rpc_invoke_fn invoke;
 } rpc_method_desc;
 
+/*
+ * One REST binding of a unary method, from its google.api.http option
+ * (each additional_bindings entry is one more). The edge proxy routes
+ * JSON/HTTP requests by these; the codegen has checked that every
+ * {variable} of the pattern and the body field exist in the request.
+ */
+typedef struct rpc_http_route {
+	const rpc_method_desc *method;
+	const char *verb;          /* "GET", "POST", "PUT", "PATCH", "DELETE" or a custom kind */
+	const char *pattern;       /* "/v1/accounts/{id}" or with a sub-pattern, {name=shelves/...} */
+	const char *body;          /* "" (none), "*" (the whole request) or a request field */
+	const char *response_body; /* "" (the whole reply) or a reply field */
+} rpc_http_route;
+
 typedef struct rpc_service_desc {
 	const char *name;                         /* "estore.testing.v1.Echo" */
 	const rpc_method_desc *methods;
 	size_t n_methods;
 	const rpc_file_desc *file;
+	const rpc_http_route *http_routes;        /* NULL when none */
+	size_t n_http_routes;
 } rpc_service_desc;
 
 #endif

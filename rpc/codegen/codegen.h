@@ -17,7 +17,7 @@
 
 /* Bumped together with RPC_CODEGEN_VERSION in rpc/service.h whenever the
  * shape of generated code changes. */
-#define CG_VERSION 2
+#define CG_VERSION 3
 
 typedef Google__Protobuf__FileDescriptorProto cg_fdp;
 typedef Google__Protobuf__DescriptorProto cg_msgp;

@@ -6,6 +6,7 @@
  * machine, declaration order kept), so regenerating is byte-identical and
  * the checked-in generated/ tree can be diffed in CI.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,14 @@ static const char *const kind_enum[] = {
 	[K_BIDI] = "RPC_BIDI_STREAMING",
 };
 
+/* One REST binding from a method's google.api.http option. */
+typedef struct http_binding {
+	const char *verb;          /* "GET", ... or a custom kind */
+	const char *pattern;       /* "/v1/accounts/{id}" */
+	const char *body;          /* "", "*" or a field of the request */
+	const char *response_body; /* "" or a field of the reply */
+} http_binding;
+
 typedef struct method_info {
 	const cg_methodp *m;
 	int kind;
@@ -37,6 +46,8 @@ typedef struct method_info {
 	const char *out_desc;
 	bool idempotent;
 	unsigned access;          /* (estore.api.v1.access), 0 when absent */
+	http_binding *http;       /* (google.api.http) and its additional_bindings */
+	size_t n_http;
 } method_info;
 
 /* ---- shared pieces -------------------------------------------------------- */
@@ -332,6 +343,327 @@ static unsigned cg_method_access(const Google__Protobuf__MethodOptions *o)
 	return 0;
 }
 
+/* ---- google.api.http ------------------------------------------------------ */
+
+/* (google.api.http) is field 72295728 of MethodOptions; HttpRule's fields: */
+#define HTTP_OPTION_FIELD 72295728u
+enum {
+	HR_GET = 2, HR_PUT = 3, HR_POST = 4, HR_DELETE = 5, HR_PATCH = 6,
+	HR_BODY = 7, HR_CUSTOM = 8, HR_ADDITIONAL = 11, HR_RESPONSE_BODY = 12,
+	CUSTOM_KIND = 1, CUSTOM_PATH = 2,
+};
+
+typedef struct wire {
+	const uint8_t *p, *end;
+} wire;
+
+static bool wire_varint(wire *w, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; shift < 64 && w->p < w->end; shift += 7) {
+		uint8_t b = *w->p++;
+
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*out = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Next field: number, wire type and, for length-delimited ones, the
+ * payload in *sub. False at the end or on malformed input (*bad set). */
+static bool wire_next(wire *w, unsigned *field, wire *sub, bool *bad)
+{
+	uint64_t key, n;
+
+	*bad = false;
+	if (w->p >= w->end)
+		return false;
+	if (!wire_varint(w, &key))
+		goto bad;
+	*field = (unsigned)(key >> 3);
+	sub->p = sub->end = NULL;
+	switch (key & 7) {
+	case 0:
+		if (!wire_varint(w, &n))
+			goto bad;
+		return true;
+	case 1:
+		if (w->end - w->p < 8)
+			goto bad;
+		w->p += 8;
+		return true;
+	case 5:
+		if (w->end - w->p < 4)
+			goto bad;
+		w->p += 4;
+		return true;
+	case 2:
+		if (!wire_varint(w, &n) || n > (uint64_t)(w->end - w->p))
+			goto bad;
+		sub->p = w->p;
+		sub->end = w->p + n;
+		w->p += n;
+		return true;
+	default:
+		goto bad;
+	}
+bad:
+	*bad = true;
+	return false;
+}
+
+static char *wire_string(const wire *w)
+{
+	size_t n = (size_t)(w->end - w->p);
+	char *s = cg_sprintf("%.*s", (int)n, (const char *)w->p);
+
+	return s;
+}
+
+typedef struct http_list {
+	http_binding *v;
+	size_t n;
+} http_list;
+
+/* Appends the binding(s) of one HttpRule; additional_bindings recurse
+ * once (they may not nest further). */
+static const char *parse_http_rule(wire w, http_list *out, int depth)
+{
+	http_binding b = { .body = "", .response_body = "" };
+	wire sub;
+	unsigned field;
+	bool bad;
+	size_t first_additional = 0;
+	wire additional[16];
+
+	while (wire_next(&w, &field, &sub, &bad)) {
+		switch (field) {
+		case HR_GET: case HR_PUT: case HR_POST: case HR_DELETE: case HR_PATCH:
+			if (sub.p == NULL)
+				return "a verb of google.api.http is not a string";
+			if (b.verb != NULL)
+				return "google.api.http sets more than one verb";
+			b.verb = field == HR_GET ? "GET" : field == HR_PUT ? "PUT" :
+				 field == HR_POST ? "POST" :
+				 field == HR_DELETE ? "DELETE" : "PATCH";
+			b.pattern = wire_string(&sub);
+			break;
+		case HR_CUSTOM: {
+			wire c = sub;
+			wire csub;
+			unsigned cf;
+
+			if (b.verb != NULL)
+				return "google.api.http sets more than one verb";
+			b.verb = "";
+			b.pattern = "";
+			while (wire_next(&c, &cf, &csub, &bad)) {
+				if (cf == CUSTOM_KIND && csub.p != NULL)
+					b.verb = wire_string(&csub);
+				else if (cf == CUSTOM_PATH && csub.p != NULL)
+					b.pattern = wire_string(&csub);
+			}
+			if (bad)
+				return "malformed google.api.http custom pattern";
+			break;
+		}
+		case HR_BODY:
+			if (sub.p != NULL)
+				b.body = wire_string(&sub);
+			break;
+		case HR_RESPONSE_BODY:
+			if (sub.p != NULL)
+				b.response_body = wire_string(&sub);
+			break;
+		case HR_ADDITIONAL:
+			if (depth > 0)
+				return "additional_bindings may not nest";
+			if (sub.p == NULL || first_additional == 16)
+				return "too many or malformed additional_bindings";
+			additional[first_additional++] = sub;
+			break;
+		default:
+			break;
+		}
+	}
+	if (bad)
+		return "malformed google.api.http option";
+	if (b.verb == NULL || b.verb[0] == '\0')
+		return "google.api.http names no verb";
+	out->v = realloc(out->v, (out->n + 1) * sizeof(*out->v));
+	if (out->v == NULL)
+		cg_oom();
+	out->v[out->n++] = b;
+	for (size_t i = 0; i < first_additional; i++) {
+		const char *err = parse_http_rule(additional[i], out, depth + 1);
+
+		if (err)
+			return err;
+	}
+	return NULL;
+}
+
+/* The message a ".pkg.Name" refers to, in any file of the request. */
+static const cg_msgp *find_message_in(cg_msgp **msgs, size_t n,
+				      const char *prefix, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *full = cg_sprintf("%s.%s", prefix, msgs[i]->name);
+		const cg_msgp *m;
+
+		if (strcmp(full, name) == 0)
+			return msgs[i];
+		if (strncmp(full, name, strlen(full)) == 0 &&
+		    name[strlen(full)] == '.' &&
+		    (m = find_message_in(msgs[i]->nested_type,
+					 msgs[i]->n_nested_type, full, name)))
+			return m;
+	}
+	return NULL;
+}
+
+static const cg_msgp *find_message(const cg_request *req, const char *name)
+{
+	for (size_t i = 0; i < req->n_files; i++) {
+		const cg_fdp *f = req->files[i];
+		const char *prefix = f->package && f->package[0] ?
+			cg_sprintf(".%s", f->package) : "";
+		const cg_msgp *m = find_message_in(f->message_type,
+						   f->n_message_type, prefix, name);
+
+		if (m)
+			return m;
+	}
+	return NULL;
+}
+
+/* The field a dotted path ("account.id") names, starting at `msg`; NULL
+ * when some piece is missing or goes through a non-message field. */
+static const Google__Protobuf__FieldDescriptorProto *
+find_field(const cg_request *req, const cg_msgp *msg, const char *path)
+{
+	const char *dot = strchr(path, '.');
+	size_t len = dot ? (size_t)(dot - path) : strlen(path);
+
+	for (size_t i = 0; msg && i < msg->n_field; i++) {
+		const Google__Protobuf__FieldDescriptorProto *f = msg->field[i];
+
+		if (strlen(f->name) != len || strncmp(f->name, path, len) != 0)
+			continue;
+		if (!dot)
+			return f;
+		if (f->type != GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE)
+			return NULL;
+		return find_field(req, find_message(req, f->type_name), dot + 1);
+	}
+	return NULL;
+}
+
+/* Checks a path template's syntax ("/seg/{field.path}", "{name=prefix/...}")
+ * and that every variable names a non-repeated scalar field of the
+ * request. */
+static const char *check_pattern(const cg_request *req, const cg_msgp *in,
+				 const char *pattern)
+{
+	const char *p = pattern;
+
+	if (p[0] != '/')
+		return cg_sprintf("path \"%s\" does not start with '/'", pattern);
+	while (*p) {
+		if (*p == '{') {
+			const char *close = strchr(p, '}');
+			const char *eq;
+			const char *name;
+			const Google__Protobuf__FieldDescriptorProto *f;
+
+			if (!close)
+				return cg_sprintf("path \"%s\": '{' without '}'", pattern);
+			eq = memchr(p, '=', (size_t)(close - p));
+			name = cg_sprintf("%.*s", (int)((eq ? eq : close) - p - 1), p + 1);
+			if (name[0] == '\0' || strchr(name, '{'))
+				return cg_sprintf("path \"%s\": bad variable", pattern);
+			f = find_field(req, in, name);
+			if (!f)
+				return cg_sprintf("path \"%s\": the request has no field %s",
+						  pattern, name);
+			if (f->label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED ||
+			    f->type == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE)
+				return cg_sprintf("path \"%s\": %s is not a single scalar field",
+						  pattern, name);
+			p = close + 1;
+			continue;
+		}
+		if (*p == '}' || *p == '?' || *p == '#' || *p == '"' ||
+		    *p == '\\' || (unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return cg_sprintf("path \"%s\": unexpected '%c'", pattern, *p);
+		p++;
+	}
+	return NULL;
+}
+
+/* Reads (google.api.http) of a method into mi->http, checking patterns
+ * and body fields against the request message. */
+static const char *method_http(const cg_request *req,
+			       const Google__Protobuf__MethodOptions *o,
+			       method_info *mi)
+{
+	http_list list = { NULL, 0 };
+	const cg_msgp *in;
+
+	for (unsigned i = 0; o && i < o->base.n_unknown_fields; i++) {
+		const ProtobufCMessageUnknownField *f = &o->base.unknown_fields[i];
+		wire w = { f->data, f->data + f->len };
+		uint64_t n;
+		const char *err;
+
+		if (f->tag != HTTP_OPTION_FIELD ||
+		    f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+			continue;
+		/* protobuf-c keeps the length prefix in unknown fields. */
+		if (!wire_varint(&w, &n) || n != (uint64_t)(w.end - w.p))
+			return "malformed google.api.http option";
+		err = parse_http_rule(w, &list, 0);
+		if (err)
+			return err;
+	}
+	mi->http = list.v;
+	mi->n_http = list.n;
+	if (list.n == 0)
+		return NULL;
+	if (mi->kind != K_UNARY)
+		return "google.api.http on a streaming method";
+	in = find_message(req, mi->m->input_type);
+	if (!in)
+		return cg_sprintf("request type %s not found", mi->m->input_type);
+	for (size_t k = 0; k < list.n; k++) {
+		const http_binding *b = &list.v[k];
+		const char *err = check_pattern(req, in, b->pattern);
+
+		if (err)
+			return err;
+		for (const char *v = b->verb; *v; v++)
+			if (*v < 'A' || *v > 'Z')
+				return cg_sprintf("verb \"%s\" is not upper-case letters",
+						  b->verb);
+		if (b->response_body[0] &&
+		    !find_field(req, find_message(req, mi->m->output_type),
+				b->response_body))
+			return cg_sprintf("response_body \"%s\": the reply has no such field",
+					  b->response_body);
+		if (b->body[0] && strcmp(b->body, "*") != 0 &&
+		    !find_field(req, in, b->body))
+			return cg_sprintf("body \"%s\": the request has no such field",
+					  b->body);
+		if (b->body[0] && (!strcmp(b->verb, "GET") || !strcmp(b->verb, "DELETE")))
+			return cg_sprintf("%s %s has a body", b->verb, b->pattern);
+	}
+	return NULL;
+}
+
 /* C keywords, and the names the generated code already uses beside the
  * per-method ones (<prefix>_register, _methods, _service, _impl): a method
  * whose C name is one of these gets a trailing underscore, as protoc-c's
@@ -354,8 +686,9 @@ static const char *c_member_name(const char *snake)
 	return snake;
 }
 
-static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
-				const char *prefix, method_info *mi)
+static const char *method_infos(const cg_request *req, const cg_fdp *fd,
+				const cg_svcp *s, const char *prefix,
+				method_info *mi)
 {
 	for (size_t j = 0; j < s->n_method; j++) {
 		const cg_methodp *m = s->method[j];
@@ -383,6 +716,13 @@ static const char *method_infos(const cg_fdp *fd, const cg_svcp *s,
 			 o->idempotency_level ==
 			 GOOGLE__PROTOBUF__METHOD_OPTIONS__IDEMPOTENCY_LEVEL__IDEMPOTENT);
 		mi[j].access = o != NULL ? cg_method_access(o) : 0;
+		{
+			const char *err = method_http(req, o, &mi[j]);
+
+			if (err)
+				return cg_sprintf("%s: %s.%s: %s", fd->name,
+						  s->name, m->name, err);
+		}
 		if (mi[j].access > 5)
 			return cg_sprintf("%s: %s.%s has an unknown access value %u",
 					  fd->name, s->name, m->name,
@@ -619,16 +959,46 @@ static void emit_service_source(cg_buf *c, const cg_fdp *fd, size_t si,
 		cg_puts(c, "};\n\n");
 	}
 
+	size_t n_routes = 0;
+
+	for (size_t j = 0; j < s->n_method; j++)
+		n_routes += mi[j].n_http;
+	if (n_routes > 0) {
+		cg_printf(c, "/* REST bindings (google.api.http), for the edge. */\n"
+			  "static const rpc_http_route %s_http_routes[%zu] = {\n",
+			  prefix, n_routes);
+		for (size_t j = 0; j < s->n_method; j++) {
+			for (size_t k = 0; k < mi[j].n_http; k++) {
+				const http_binding *b = &mi[j].http[k];
+
+				cg_printf(c,
+					  "\t{\n"
+					  "\t\t.method = &%s_methods[%zu],\n"
+					  "\t\t.verb = \"%s\",\n"
+					  "\t\t.pattern = \"%s\",\n"
+					  "\t\t.body = \"%s\",\n"
+					  "\t\t.response_body = \"%s\",\n"
+					  "\t},\n",
+					  prefix, j, b->verb, b->pattern, b->body,
+					  b->response_body);
+			}
+		}
+		cg_puts(c, "};\n\n");
+	}
 	cg_printf(c,
 		  "const rpc_service_desc %s_service = {\n"
 		  "\t.name = \"%s\",\n"
 		  "\t.methods = %s,\n"
 		  "\t.n_methods = %zu,\n"
 		  "\t.file = &%s_file,\n"
+		  "\t.http_routes = %s,\n"
+		  "\t.n_http_routes = %zu,\n"
 		  "};\n\n",
 		  prefix, full,
 		  s->n_method > 0 ? cg_sprintf("%s_methods", prefix) : "NULL",
-		  s->n_method, cg_ident(fd->name));
+		  s->n_method, cg_ident(fd->name),
+		  n_routes > 0 ? cg_sprintf("%s_http_routes", prefix) : "NULL",
+		  n_routes);
 
 	cg_printf(c,
 		  "int %s_register(rpc_server *srv, const %s_impl *impl, void *user)\n"
@@ -726,12 +1096,14 @@ const char *cg_gen_rpc(const cg_request *req, const cg_fdp *fd,
 
 		if (mi == NULL)
 			cg_oom();
-		err = method_infos(fd, s, prefix, mi);
+		err = method_infos(req, fd, s, prefix, mi);
 		if (err == NULL) {
 			emit_service_header(h, fd, si, prefix, mi);
 			cg_puts(c, "\n");
 			emit_service_source(c, fd, si, prefix, mi);
 		}
+		for (size_t j = 0; j < s->n_method; j++)
+			free(mi[j].http);
 		free(mi);
 		if (err)
 			return err;

@@ -25,6 +25,7 @@ protoc=${PROTOC:-protoc}
 protoc_c=${PROTOC_C:-protoc-c}
 plugin=${PROTOC_GEN_ESTORE:-}
 grpc_proto=${GRPC_PROTO_DIR:-/usr/share/grpc-proto}
+googleapis=${GOOGLEAPIS_DIR:-/usr/share/gocode/src/github.com/gogo/googleapis}
 pb_include=${PROTOBUF_INCLUDE:-/usr/include}
 check=0
 out=
@@ -59,16 +60,16 @@ grpc/reflection/v1alpha/reflection.proto"
 
 mkdir -p "$tmp/gen"
 # shellcheck disable=SC2086 # the list is words without spaces by construction
-"$protoc_c" -I"$root/proto" -I"$grpc_proto" -I"$pb_include" \
+"$protoc_c" -I"$root/proto" -I"$grpc_proto" -I"$googleapis" -I"$pb_include" \
 	--c_out="$tmp/gen" $protos
 # shellcheck disable=SC2086
-"$protoc" -I"$root/proto" -I"$grpc_proto" -I"$pb_include" \
+"$protoc" -I"$root/proto" -I"$grpc_proto" -I"$googleapis" -I"$pb_include" \
 	--plugin=protoc-gen-estore="$plugin" --estore_out="$tmp/gen" $protos
 
 imported=$(cd "$tmp/gen" && find . -name '*.desc.h' | sed 's|^\./||; s|\.desc\.h$|.proto|' | LC_ALL=C sort)
 if [ -n "$imported" ]; then
 	# shellcheck disable=SC2086
-	"$protoc_c" -I"$root/proto" -I"$grpc_proto" -I"$pb_include" \
+	"$protoc_c" -I"$root/proto" -I"$grpc_proto" -I"$googleapis" -I"$pb_include" \
 		--c_out="$tmp/gen" $imported
 fi
 

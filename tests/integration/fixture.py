@@ -11,6 +11,7 @@ optional when running by hand from the repository root, see _defaults()):
         --auth build/services/auth/estore-auth \
         --protoc protoc --grpc-python-plugin /usr/bin/grpc_python_plugin \
         --proto-path proto --proto-path /usr/share/grpc-proto \
+        --proto-path /usr/share/gocode/src/github.com/gogo/googleapis \
         [--keep] [unittest args, e.g. -k test_name]
 
     --keep (or ESTORE_TEST_KEEP=1) leaves the temp dir (logs, data) in place.
@@ -175,7 +176,8 @@ def parse_args(argv=None):
                    default=os.environ.get("ESTORE_TEST_KEEP") == "1")
     ARGS, rest = p.parse_known_args(argv[1:])
     if not ARGS.proto_path:
-        ARGS.proto_path = [os.path.join(_REPO, "proto"), "/usr/share/grpc-proto"]
+        ARGS.proto_path = [os.path.join(_REPO, "proto"), "/usr/share/grpc-proto",
+                           "/usr/share/gocode/src/github.com/gogo/googleapis"]
     return [argv[0]] + rest
 
 

@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "estore/api/v1/options.pb-c.h"
+#include "google/api/annotations.pb-c.h"
 #include "estore/token/v1/token.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
 
