@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "google/protobuf/compiler/plugin.pb-c.h"
 #include "google/protobuf/descriptor.pb-c.h"
@@ -74,6 +75,37 @@ typedef struct cg_request {
 
 const cg_fdp *cg_request_find(const cg_request *req, const char *name,
 			      bool *generated);
+
+/* One REST binding from a method's google.api.http option (or one of its
+ * additional_bindings). */
+typedef struct cg_http_binding {
+	const char *verb;          /* "GET", ... or a custom kind */
+	const char *pattern;       /* "/v1/accounts/{id}" */
+	const char *body;          /* "", "*" or a field of the request */
+	const char *response_body; /* "" or a field of the reply */
+} cg_http_binding;
+
+/* The method's bindings, checked against its request and reply messages;
+ * *out is malloc'd (free it; NULL when none). Returns NULL or an error. */
+const char *cg_method_http(const cg_request *req, const cg_methodp *m,
+			   cg_http_binding **out, size_t *n_out);
+
+/* The message named ".pkg.Msg" (or nested ".pkg.Msg.Inner") in any file
+ * of the request, or NULL. */
+const cg_msgp *cg_find_message(const cg_request *req, const char *full_name);
+
+/* The field a dotted path ("account.id") names from `msg`, or NULL. */
+const Google__Protobuf__FieldDescriptorProto *
+cg_find_field(const cg_request *req, const cg_msgp *msg, const char *path);
+
+/* The proto comment attached to the element at a SourceCodeInfo path, or
+ * NULL. */
+const char *cg_leading_comment(const cg_fdp *fd, const int32_t *path,
+			       size_t n);
+
+/* Emits openapi.json: an OpenAPI 3 document of every REST binding of the
+ * files to generate. Returns NULL or an error message. */
+const char *cg_gen_openapi(const cg_request *req, cg_buf *out);
 
 /* Emits <base>.rpc.h / <base>.rpc.c for a file to generate. Returns NULL
  * or an error message for CodeGeneratorResponse.error. */

@@ -27,14 +27,6 @@ static const char *const kind_enum[] = {
 	[K_BIDI] = "RPC_BIDI_STREAMING",
 };
 
-/* One REST binding from a method's google.api.http option. */
-typedef struct http_binding {
-	const char *verb;          /* "GET", ... or a custom kind */
-	const char *pattern;       /* "/v1/accounts/{id}" */
-	const char *body;          /* "", "*" or a field of the request */
-	const char *response_body; /* "" or a field of the reply */
-} http_binding;
-
 typedef struct method_info {
 	const cg_methodp *m;
 	int kind;
@@ -46,7 +38,7 @@ typedef struct method_info {
 	const char *out_desc;
 	bool idempotent;
 	unsigned access;          /* (estore.api.v1.access), 0 when absent */
-	http_binding *http;       /* (google.api.http) and its additional_bindings */
+	cg_http_binding *http;       /* (google.api.http) and its additional_bindings */
 	size_t n_http;
 } method_info;
 
@@ -74,8 +66,8 @@ static void emit_version_check(cg_buf *h)
 }
 
 /* The proto comment attached to an element, or NULL. */
-static const char *leading_comment(const cg_fdp *fd, const int32_t *path,
-				   size_t n)
+const char *cg_leading_comment(const cg_fdp *fd, const int32_t *path,
+			       size_t n)
 {
 	const Google__Protobuf__SourceCodeInfo *sci = fd->source_code_info;
 
@@ -425,7 +417,7 @@ static char *wire_string(const wire *w)
 }
 
 typedef struct http_list {
-	http_binding *v;
+	cg_http_binding *v;
 	size_t n;
 } http_list;
 
@@ -433,7 +425,7 @@ typedef struct http_list {
  * once (they may not nest further). */
 static const char *parse_http_rule(wire w, http_list *out, int depth)
 {
-	http_binding b = { .body = "", .response_body = "" };
+	cg_http_binding b = { .body = "", .response_body = "" };
 	wire sub;
 	unsigned field;
 	bool bad;
@@ -526,7 +518,7 @@ static const cg_msgp *find_message_in(cg_msgp **msgs, size_t n,
 	return NULL;
 }
 
-static const cg_msgp *find_message(const cg_request *req, const char *name)
+const cg_msgp *cg_find_message(const cg_request *req, const char *name)
 {
 	for (size_t i = 0; i < req->n_files; i++) {
 		const cg_fdp *f = req->files[i];
@@ -543,8 +535,8 @@ static const cg_msgp *find_message(const cg_request *req, const char *name)
 
 /* The field a dotted path ("account.id") names, starting at `msg`; NULL
  * when some piece is missing or goes through a non-message field. */
-static const Google__Protobuf__FieldDescriptorProto *
-find_field(const cg_request *req, const cg_msgp *msg, const char *path)
+const Google__Protobuf__FieldDescriptorProto *
+cg_find_field(const cg_request *req, const cg_msgp *msg, const char *path)
 {
 	const char *dot = strchr(path, '.');
 	size_t len = dot ? (size_t)(dot - path) : strlen(path);
@@ -558,7 +550,7 @@ find_field(const cg_request *req, const cg_msgp *msg, const char *path)
 			return f;
 		if (f->type != GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE)
 			return NULL;
-		return find_field(req, find_message(req, f->type_name), dot + 1);
+		return cg_find_field(req, cg_find_message(req, f->type_name), dot + 1);
 	}
 	return NULL;
 }
@@ -586,7 +578,7 @@ static const char *check_pattern(const cg_request *req, const cg_msgp *in,
 			name = cg_sprintf("%.*s", (int)((eq ? eq : close) - p - 1), p + 1);
 			if (name[0] == '\0' || strchr(name, '{'))
 				return cg_sprintf("path \"%s\": bad variable", pattern);
-			f = find_field(req, in, name);
+			f = cg_find_field(req, in, name);
 			if (!f)
 				return cg_sprintf("path \"%s\": the request has no field %s",
 						  pattern, name);
@@ -605,15 +597,15 @@ static const char *check_pattern(const cg_request *req, const cg_msgp *in,
 	return NULL;
 }
 
-/* Reads (google.api.http) of a method into mi->http, checking patterns
- * and body fields against the request message. */
-static const char *method_http(const cg_request *req,
-			       const Google__Protobuf__MethodOptions *o,
-			       method_info *mi)
+const char *cg_method_http(const cg_request *req, const cg_methodp *m,
+			   cg_http_binding **out, size_t *n_out)
 {
+	const Google__Protobuf__MethodOptions *o = m->options;
 	http_list list = { NULL, 0 };
 	const cg_msgp *in;
 
+	*out = NULL;
+	*n_out = 0;
 	for (unsigned i = 0; o && i < o->base.n_unknown_fields; i++) {
 		const ProtobufCMessageUnknownField *f = &o->base.unknown_fields[i];
 		wire w = { f->data, f->data + f->len };
@@ -630,17 +622,17 @@ static const char *method_http(const cg_request *req,
 		if (err)
 			return err;
 	}
-	mi->http = list.v;
-	mi->n_http = list.n;
+	*out = list.v;
+	*n_out = list.n;
 	if (list.n == 0)
 		return NULL;
-	if (mi->kind != K_UNARY)
+	if (m->client_streaming || m->server_streaming)
 		return "google.api.http on a streaming method";
-	in = find_message(req, mi->m->input_type);
+	in = cg_find_message(req, m->input_type);
 	if (!in)
-		return cg_sprintf("request type %s not found", mi->m->input_type);
+		return cg_sprintf("request type %s not found", m->input_type);
 	for (size_t k = 0; k < list.n; k++) {
-		const http_binding *b = &list.v[k];
+		const cg_http_binding *b = &list.v[k];
 		const char *err = check_pattern(req, in, b->pattern);
 
 		if (err)
@@ -650,12 +642,12 @@ static const char *method_http(const cg_request *req,
 				return cg_sprintf("verb \"%s\" is not upper-case letters",
 						  b->verb);
 		if (b->response_body[0] &&
-		    !find_field(req, find_message(req, mi->m->output_type),
+		    !cg_find_field(req, cg_find_message(req, m->output_type),
 				b->response_body))
 			return cg_sprintf("response_body \"%s\": the reply has no such field",
 					  b->response_body);
 		if (b->body[0] && strcmp(b->body, "*") != 0 &&
-		    !find_field(req, in, b->body))
+		    !cg_find_field(req, in, b->body))
 			return cg_sprintf("body \"%s\": the request has no such field",
 					  b->body);
 		if (b->body[0] && (!strcmp(b->verb, "GET") || !strcmp(b->verb, "DELETE")))
@@ -717,7 +709,8 @@ static const char *method_infos(const cg_request *req, const cg_fdp *fd,
 			 GOOGLE__PROTOBUF__METHOD_OPTIONS__IDEMPOTENCY_LEVEL__IDEMPOTENT);
 		mi[j].access = o != NULL ? cg_method_access(o) : 0;
 		{
-			const char *err = method_http(req, o, &mi[j]);
+			const char *err = cg_method_http(req, m, &mi[j].http,
+							 &mi[j].n_http);
 
 			if (err)
 				return cg_sprintf("%s: %s.%s: %s", fd->name,
@@ -779,7 +772,7 @@ static void emit_service_header(cg_buf *h, const cg_fdp *fd, size_t si,
 	int32_t path[4] = { FDP_SERVICE, (int32_t)si, SDP_METHOD, 0 };
 
 	cg_printf(h, "/* ==== service %s ==== */\n\n", full);
-	emit_comment(h, "", leading_comment(fd, path, 2));
+	emit_comment(h, "", cg_leading_comment(fd, path, 2));
 	if (s->n_method > 0)
 		cg_printf(h, "extern const rpc_method_desc %s_methods[%zu];\n",
 			  prefix, s->n_method);
@@ -793,7 +786,7 @@ static void emit_service_header(cg_buf *h, const cg_fdp *fd, size_t si,
 		  "typedef struct %s_impl {\n", prefix);
 	for (size_t j = 0; j < s->n_method; j++) {
 		path[3] = (int32_t)j;
-		emit_comment(h, "\t", leading_comment(fd, path, 4));
+		emit_comment(h, "\t", cg_leading_comment(fd, path, 4));
 		emit_impl_member(h, &mi[j]);
 	}
 	cg_printf(h, "} %s_impl;\n\n", prefix);
@@ -969,7 +962,7 @@ static void emit_service_source(cg_buf *c, const cg_fdp *fd, size_t si,
 			  prefix, n_routes);
 		for (size_t j = 0; j < s->n_method; j++) {
 			for (size_t k = 0; k < mi[j].n_http; k++) {
-				const http_binding *b = &mi[j].http[k];
+				const cg_http_binding *b = &mi[j].http[k];
 
 				cg_printf(c,
 					  "\t{\n"

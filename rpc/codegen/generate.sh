@@ -87,7 +87,7 @@ find "$tmp/gen" -name '*.pb-c.[ch]' -exec sed -E -i \
 owned() {
 	[ -d "$1" ] || return 0
 	(cd "$1" && find . -type f \( -name '*.pb-c.[ch]' -o -name '*.rpc.[ch]' \
-		-o -name '*.desc.[ch]' \) | sed 's|^\./||' | LC_ALL=C sort)
+		-o -name '*.desc.[ch]' -o -path ./openapi.json \) | sed 's|^\./||' | LC_ALL=C sort)
 }
 
 owned "$tmp/gen" >"$tmp/new.list"

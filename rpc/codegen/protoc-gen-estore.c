@@ -119,6 +119,16 @@ static const char *generate(const cg_request *req, out_files *o)
 			add_file(o, cg_sprintf("%s.desc.c", base), &c);
 		}
 	}
+	{
+		cg_buf doc = { 0 };
+		const char *err = cg_gen_openapi(req, &doc);
+
+		if (err) {
+			cg_buf_dispose(&doc);
+			return err;
+		}
+		add_file(o, "openapi.json", &doc);
+	}
 	return NULL;
 }
 
