@@ -616,11 +616,15 @@ const char *cg_method_http(const cg_request *req, const cg_methodp *m,
 		    f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
 			continue;
 		/* protobuf-c keeps the length prefix in unknown fields. */
-		if (!wire_varint(&w, &n) || n != (uint64_t)(w.end - w.p))
+		if (!wire_varint(&w, &n) || n != (uint64_t)(w.end - w.p)) {
+			free(list.v);
 			return "malformed google.api.http option";
+		}
 		err = parse_http_rule(w, &list, 0);
-		if (err)
+		if (err) {
+			free(list.v);
 			return err;
+		}
 	}
 	*out = list.v;
 	*n_out = list.n;

@@ -107,14 +107,20 @@ static const char *generate(const cg_request *req, out_files *o)
 
 		if (req->generate[i]) {
 			err = cg_gen_rpc(req, fd, &h, &c);
-			if (err)
+			if (err) {
+				cg_buf_dispose(&h);
+				cg_buf_dispose(&c);
 				return err;
+			}
 			add_file(o, cg_sprintf("%s.rpc.h", base), &h);
 			add_file(o, cg_sprintf("%s.rpc.c", base), &c);
 		} else {
 			err = cg_gen_desc(req, fd, &h, &c);
-			if (err)
+			if (err) {
+				cg_buf_dispose(&h);
+				cg_buf_dispose(&c);
 				return err;
+			}
 			add_file(o, cg_sprintf("%s.desc.h", base), &h);
 			add_file(o, cg_sprintf("%s.desc.c", base), &c);
 		}
