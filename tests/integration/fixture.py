@@ -114,6 +114,9 @@ import unittest
 ARGS = None
 
 SERVICE_ORDER = ("token", "account", "auth")
+# The edge proxy speaks HTTP, not gRPC: it starts after the services and
+# is waited for on GET /healthz.
+EDGE = "edge"
 
 # Environment names per service (the contract in the brief / README).
 _HOST_PORT_VARS = {
@@ -134,6 +137,10 @@ _OUR_VARS = (
     "TOKEN_REFRESH_TTL_S", "TOKEN_SERVICE_TTL_S", "AUTH_PASSWORD_DENYLIST",
     "AUTH_ARGON2_MEMORY_KIB", "AUTH_ARGON2_ITERATIONS",
     "AUTH_ARGON2_PARALLELISM", "AUTH_MAX_CONCURRENT_HASHES", "ESTORE_ENV_FILE",
+    "EDGE_PORT", "EDGE_IO_THREADS", "EDGE_MAX_BODY_BYTES", "EDGE_MAX_HEADER_BYTES",
+    "EDGE_HEADER_TIMEOUT_MS", "EDGE_BODY_TIMEOUT_MS", "EDGE_IDLE_TIMEOUT_MS",
+    "EDGE_MAX_CONNECTIONS", "EDGE_REQUEST_TIMEOUT_MS", "EDGE_DRAIN_MS",
+    "EDGE_CORS_ORIGINS",
 )
 
 _STUB_MODULES = {
@@ -158,7 +165,9 @@ _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 def _defaults():
     """Binary paths when not given: $ESTORE_BUILD_DIR or REPO/build."""
     build = os.environ.get("ESTORE_BUILD_DIR", os.path.join(_REPO, "build"))
-    return {n: os.path.join(build, "services", n, "estore-" + n) for n in SERVICE_ORDER}
+    d = {n: os.path.join(build, "services", n, "estore-" + n) for n in SERVICE_ORDER}
+    d[EDGE] = os.path.join(build, "edge-proxy", "estore-edge")
+    return d
 
 
 def parse_args(argv=None):
@@ -167,7 +176,7 @@ def parse_args(argv=None):
     argv = sys.argv if argv is None else argv
     d = _defaults()
     p = argparse.ArgumentParser(add_help=False)
-    for n in SERVICE_ORDER:
+    for n in SERVICE_ORDER + (EDGE,):
         p.add_argument("--" + n, default=d[n], help="path of estore-" + n)
     p.add_argument("--protoc", default="protoc")
     p.add_argument("--grpc-python-plugin", default="/usr/bin/grpc_python_plugin")
@@ -426,7 +435,7 @@ class Stack:
         self._pg = None
         self._redis = None
         self._closed = False
-        self.ports = {n: None for n in SERVICE_ORDER}
+        self.ports = {n: None for n in SERVICE_ORDER + (EDGE,)}
         self.db_port = None
         self.redis_port = None
         self.secret = secrets.token_hex(32)
@@ -449,8 +458,8 @@ class Stack:
             open(self._empty_env, "w").close()
             self.key_dir = os.path.join(self.dir, "keys")
             self.generate_key("test-1")
-            picked = free_ports(len(SERVICE_ORDER) + 2)
-            for n, port in zip(SERVICE_ORDER, picked):
+            picked = free_ports(len(SERVICE_ORDER) + 3)
+            for n, port in zip(SERVICE_ORDER + (EDGE,), picked):
                 self.ports[n] = port
             self.db_port, self.redis_port = picked[-2:]
             if postgres:
@@ -742,6 +751,7 @@ class Stack:
         for n, (h, p) in _HOST_PORT_VARS.items():
             e[h] = "127.0.0.1"
             e[p] = str(self.ports[n])
+        e["EDGE_PORT"] = str(self.ports[EDGE])
         if extra:
             for k, v in extra.items():
                 if v is None:
@@ -769,10 +779,38 @@ class Stack:
             self.order.remove(name)
         self.order.append(name)
         self._drop_channel(name)
-        if wait:
+        if wait and name == EDGE:
+            self.wait_http_ok("/healthz", timeout or self.SERVICE_START_TIMEOUT)
+        elif wait:
             want = "SERVING" if wait == "serving" else None
             self.wait_health(name, want, timeout or self.SERVICE_START_TIMEOUT)
         return proc
+
+    def edge_url(self, path=""):
+        return "http://127.0.0.1:%d%s" % (self.ports[EDGE], path)
+
+    def wait_http_ok(self, path, timeout=20.0):
+        """Bounded wait until GET `path` on the edge answers 200."""
+        import http.client
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            p = self.procs.get(EDGE)
+            if p is not None and not p.alive():
+                raise RuntimeError("estore-edge exited with %s while starting:\n%s"
+                                   % (p.popen.returncode, self.log_tail(EDGE)))
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.ports[EDGE], timeout=1)
+                c.request("GET", path)
+                last = c.getresponse().status
+                c.close()
+                if last == 200:
+                    return
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise RuntimeError("estore-edge: GET %s gave %s after %.0f s:\n%s"
+                           % (path, last, timeout, self.log_tail(EDGE)))
 
     def wait_health(self, name, want="SERVING", timeout=20.0):
         """Bounded wait until Check("") answers `want` (any answer when

@@ -1,0 +1,62 @@
+/*
+ * gateway.h - the edge's request pipeline: one HTTP request in (http.h),
+ * one gRPC call to the service whose RPC declares the route, one JSON
+ * response out.
+ *
+ *   route (router.h) → request message from body, path variables and
+ *   query (transcode.h) → async call on the backend's channel with the
+ *   request's deadline, its Authorization and X-Request-Id as metadata →
+ *   reply as JSON, or the gRPC status as HTTP status + JSON error body
+ *   (httpstatus.h).
+ *
+ * Also served here: GET /healthz (the process answers), GET /readyz (every
+ * backend answers SERVING on grpc.health.v1, checked per request),
+ * GET /openapi.json (the generated document), CORS preflights.
+ *
+ * Every response carries X-Request-Id (the client's when it sent a sane
+ * one, else a new one; the services get it as metadata and log it),
+ * X-Content-Type-Options: nosniff, Cache-Control: no-store and a
+ * Content-Security-Policy that allows nothing (responses are data, never
+ * pages). Each request is logged as one line.
+ */
+#ifndef ESTORE_EDGE_GATEWAY_H
+#define ESTORE_EDGE_GATEWAY_H
+
+#include <stddef.h>
+
+#include "http.h"
+#include "rpc/channel.h"
+#include "rpc/service.h"
+
+typedef struct edge_gateway edge_gateway;
+
+/* A service the edge fronts: its routes go to `channel` (borrowed; it
+ * must outlive the gateway). */
+typedef struct edge_backend {
+	const rpc_service_desc *service;
+	rpc_channel *channel;
+} edge_backend;
+
+typedef struct edge_gateway_config {
+	long long request_timeout_ms;    /* deadline of each call; → 504 */
+	const char *const *cors_origins; /* exact origins allowed; "*" = any */
+	size_t n_cors_origins;
+	const char *openapi_json;        /* served at /openapi.json (borrowed) */
+	size_t openapi_len;
+} edge_gateway_config;
+
+/* NULL with a message in err when the routes do not build (router.h) or
+ * on no memory. Backends and config strings are borrowed. */
+edge_gateway *edge_gateway_new(const edge_gateway_config *cfg,
+			       const edge_backend *backends, size_t n_backends,
+			       char *err, size_t errlen);
+
+/* Waits for calls in flight to complete (their responses are sent or
+ * dropped), then frees. NULL is a no-op. Call after the HTTP server has
+ * drained, before freeing the channels. */
+void edge_gateway_free(edge_gateway *g);
+
+/* The edge_http_handler: pass the gateway as `user`. */
+void edge_gateway_handle(edge_http_request *req, void *gateway);
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * estore-edge - the JSON/HTTP front door (edge-proxy/README.md).
+ *
+ * Wiring only: configuration table → a channel per backend service → the
+ * gateway (routes from the services' generated descriptors) → the HTTP
+ * server; run until SIGTERM/SIGINT, then drain. A backend that is down is
+ * not a reason to exit: its routes answer 503 and /readyz says which.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "estore/account/v1/account.rpc.h"
+#include "estore/auth/v1/auth.rpc.h"
+#include "estore/token/v1/token.rpc.h"
+#include "gateway.h"
+#include "http.h"
+#include "rpc/log.h"
+#include "services/common/config.h"
+
+#define PROGRAM "estore-edge"
+#define MAX_CORS_ORIGINS 32
+
+/* generated/openapi.json, compiled in (CMake writes openapi_doc.c). */
+extern const char edge_openapi_json[];
+extern const size_t edge_openapi_json_len;
+
+struct config {
+	char *log_level;
+	char *listen_host;
+	long long port;
+	long long io_threads;
+	long long max_body;
+	long long max_header;
+	long long header_timeout_ms;
+	long long body_timeout_ms;
+	long long idle_timeout_ms;
+	long long max_connections;
+	long long request_timeout_ms;
+	long long drain_ms;
+	char *cors_origins;
+	char *account_host;
+	long long account_port;
+	char *auth_host;
+	long long auth_port;
+	char *token_host;
+	long long token_port;
+};
+
+#define F(field) offsetof(struct config, field)
+static const cfg_var config_vars[] = {
+	{ "LOG_LEVEL", CFG_STRING, F(log_level), "info", 0, 0, false,
+	  "debug, info, warn or error" },
+	{ "LISTEN_HOST", CFG_STRING, F(listen_host), "0.0.0.0", 0, 0, false,
+	  "address to listen on" },
+	{ "EDGE_PORT", CFG_INT, F(port), "8080", 0, 65535, false,
+	  "HTTP port (HTTP/1.1 and h2c)" },
+	{ "EDGE_IO_THREADS", CFG_INT, F(io_threads), "2", 1, 64, false,
+	  "HTTP event-loop threads" },
+	{ "EDGE_MAX_BODY_BYTES", CFG_INT, F(max_body), "1048576", 1, 1 << 30,
+	  false, "largest request body (413 beyond)" },
+	{ "EDGE_MAX_HEADER_BYTES", CFG_INT, F(max_header), "16384", 1024,
+	  1 << 20, false, "largest request header block (431 beyond)" },
+	{ "EDGE_HEADER_TIMEOUT_MS", CFG_INT, F(header_timeout_ms), "10000", 1,
+	  3600000, false, "time to send the headers (408 after)" },
+	{ "EDGE_BODY_TIMEOUT_MS", CFG_INT, F(body_timeout_ms), "30000", 1,
+	  3600000, false, "time to send the body (408 after)" },
+	{ "EDGE_IDLE_TIMEOUT_MS", CFG_INT, F(idle_timeout_ms), "60000", 1,
+	  86400000, false, "idle keep-alive connections close after this" },
+	{ "EDGE_MAX_CONNECTIONS", CFG_INT, F(max_connections), "10000", 1,
+	  1000000, false, "open connections at most" },
+	{ "EDGE_REQUEST_TIMEOUT_MS", CFG_INT, F(request_timeout_ms), "15000", 1,
+	  600000, false, "deadline of each call to a service (504 after)" },
+	{ "EDGE_DRAIN_MS", CFG_INT, F(drain_ms), "10000", 0, 600000, false,
+	  "on SIGTERM, time for requests in flight to finish" },
+	{ "EDGE_CORS_ORIGINS", CFG_STRING, F(cors_origins), "", 0, 0, false,
+	  "comma-separated origins allowed by CORS (\"*\" = any; empty = none)" },
+	{ "ACCOUNT_API_HOST", CFG_STRING, F(account_host), "127.0.0.1", 0, 0,
+	  false, "account service host" },
+	{ "ACCOUNT_API_PORT", CFG_INT, F(account_port), "50051", 1, 65535,
+	  false, "account service port" },
+	{ "AUTH_SERVICE_HOST", CFG_STRING, F(auth_host), "127.0.0.1", 0, 0,
+	  false, "auth service host" },
+	{ "AUTH_SERVICE_PORT", CFG_INT, F(auth_port), "50053", 1, 65535, false,
+	  "auth service port" },
+	{ "TOKEN_SERVICE_HOST", CFG_STRING, F(token_host), "127.0.0.1", 0, 0,
+	  false, "token service host" },
+	{ "TOKEN_SERVICE_PORT", CFG_INT, F(token_port), "50052", 1, 65535,
+	  false, "token service port" },
+};
+#undef F
+#define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
+
+static void join_host_port(const char *host, long long port, char *out,
+			   size_t cap)
+{
+	if (strchr(host, ':') && host[0] != '[')
+		snprintf(out, cap, "[%s]:%lld", host, port);
+	else
+		snprintf(out, cap, "%s:%lld", host, port);
+}
+
+/* Splits "a, b,c" in place into at most `max` trimmed, non-empty items. */
+static size_t split_origins(char *s, const char **out, size_t max)
+{
+	size_t n = 0;
+
+	for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ",")) {
+		char *end;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*tok)
+			out[n++] = tok;
+	}
+	return n;
+}
+
+int main(void)
+{
+	struct config cfg = { 0 };
+	rpc_log_level level;
+	rpc_channel *account = NULL, *auth = NULL, *token = NULL;
+	edge_gateway *gw = NULL;
+	edge_http_server *http = NULL;
+	edge_http_config hc;
+	edge_gateway_config gc = { 0 };
+	const char *origins[MAX_CORS_ORIGINS];
+	char err[512], addr[300];
+	sigset_t stop;
+	int sig, rc = 1;
+
+	if (cfg_load(config_vars, N_VARS, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, PROGRAM ": %s\n", err);
+		return 2;
+	}
+	if (rpc_log_level_parse(cfg.log_level, &level) != 0) {
+		fprintf(stderr, PROGRAM ": LOG_LEVEL: '%s' is not one of debug, "
+			"info, warn, error\n", cfg.log_level);
+		rc = 2;
+		goto out_cfg;
+	}
+	rpc_log_set_sink(rpc_log_json_sink, PROGRAM, level);
+	cfg_log(config_vars, N_VARS, &cfg);
+
+	/* Signals are taken by sigwait below; every thread started from here
+	 * on inherits the mask. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	join_host_port(cfg.account_host, cfg.account_port, addr, sizeof(addr));
+	account = rpc_channel_new(addr, NULL);
+	join_host_port(cfg.auth_host, cfg.auth_port, addr, sizeof(addr));
+	auth = rpc_channel_new(addr, NULL);
+	join_host_port(cfg.token_host, cfg.token_port, addr, sizeof(addr));
+	token = rpc_channel_new(addr, NULL);
+	if (!account || !auth || !token) {
+		rpc_log(RPC_LOG_ERROR, "main", "bad service address or no memory");
+		goto out;
+	}
+	{
+		const edge_backend backends[] = {
+			{ &estore_account_v1_AccountService_service, account },
+			{ &estore_auth_v1_AuthService_service, auth },
+			{ &estore_token_v1_TokenService_service, token },
+		};
+
+		gc.request_timeout_ms = cfg.request_timeout_ms;
+		gc.cors_origins = origins;
+		gc.n_cors_origins = split_origins(cfg.cors_origins, origins,
+						  MAX_CORS_ORIGINS);
+		gc.openapi_json = edge_openapi_json;
+		gc.openapi_len = edge_openapi_json_len;
+		gw = edge_gateway_new(&gc, backends, 3, err, sizeof(err));
+	}
+	if (gw == NULL) {
+		rpc_log(RPC_LOG_ERROR, "main", "routes: %s", err);
+		goto out;
+	}
+
+	edge_http_config_defaults(&hc);
+	hc.host = cfg.listen_host;
+	hc.port = (int)cfg.port;
+	hc.io_threads = (int)cfg.io_threads;
+	hc.max_body_bytes = (size_t)cfg.max_body;
+	hc.max_header_bytes = (size_t)cfg.max_header;
+	hc.header_timeout_ms = (int)cfg.header_timeout_ms;
+	hc.body_timeout_ms = (int)cfg.body_timeout_ms;
+	hc.idle_timeout_ms = (int)cfg.idle_timeout_ms;
+	hc.max_connections = (int)cfg.max_connections;
+	http = edge_http_server_new(&hc, edge_gateway_handle, gw, err, sizeof(err));
+	if (http == NULL || edge_http_server_start(http, err, sizeof(err)) != 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "HTTP server: %s", err);
+		goto out;
+	}
+	join_host_port(cfg.listen_host, edge_http_server_port(http), addr,
+		       sizeof(addr));
+	rpc_log(RPC_LOG_INFO, "main", "listening on http://%s", addr);
+
+	while (sigwait(&stop, &sig) != 0)
+		;
+	rpc_log(RPC_LOG_INFO, "main", "%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	rc = 0;
+out:
+	/* Order: no new requests, answers for those in flight, then the
+	 * channels they use. */
+	if (http)
+		edge_http_server_shutdown(http, (int)cfg.drain_ms);
+	edge_gateway_free(gw);
+	edge_http_server_free(http);
+	rpc_channel_free(account);
+	rpc_channel_free(auth);
+	rpc_channel_free(token);
+	rpc_log(RPC_LOG_INFO, "main", "stopped");
+out_cfg:
+	cfg_free(config_vars, N_VARS, &cfg);
+	return rc;
+}
