@@ -87,13 +87,6 @@ struct edge_http_server {
 	bool stopped;
 };
 
-/* Per-connection lingering state lives in the connection's timer logic;
- * kept here to stay out of the protocol cores' view. */
-struct conn_extra {
-	bool lingering;
-	long long linger_until;
-};
-
 static void conn_close(struct http_conn *c);
 static void conn_arm_timer(struct http_conn *c);
 
@@ -547,12 +540,6 @@ post:
 /* ------------------------------------------------------------------ */
 /* connections (I/O loop)                                              */
 
-static struct conn_extra *extra_of(struct http_conn *c)
-{
-	/* Allocated right after the connection (see conn_attach). */
-	return (struct conn_extra *)(c + 1);
-}
-
 int http_conn_out(struct http_conn *c, const void *p, size_t len)
 {
 	if (c->out_len + len > c->out_cap) {
@@ -651,12 +638,10 @@ static void conn_close(struct http_conn *c)
  * or LINGER_MS pass. */
 static void conn_linger(struct http_conn *c)
 {
-	struct conn_extra *x = extra_of(c);
-
-	if (x->lingering)
+	if (c->lingering)
 		return;
-	x->lingering = true;
-	x->linger_until = http_now() + LINGER_MS * 1000000LL;
+	c->lingering = true;
+	c->linger_until = http_now() + LINGER_MS * 1000000LL;
 	shutdown(c->fd, SHUT_WR);
 	http_conn_read(c, true);
 }
@@ -684,7 +669,7 @@ static bool conn_flush(struct http_conn *c)
 			c->last_write = http_now();
 		}
 		c->out_off = c->out_len = 0;
-		if (extra_of(c)->lingering)
+		if (c->lingering)
 			break;
 		if (c->proto == PROTO_H1)
 			h1_fill(c);
@@ -694,7 +679,7 @@ static bool conn_flush(struct http_conn *c)
 			break;
 	}
 	event_del(c->wev);
-	if (c->closing && !extra_of(c)->lingering &&
+	if (c->closing && !c->lingering &&
 	    (c->proto != PROTO_H2 || h2_idle(c)))
 		conn_linger(c);
 	return true;
@@ -702,7 +687,7 @@ static bool conn_flush(struct http_conn *c)
 
 static void conn_finish(struct http_conn *c)
 {
-	if (c->dead || !conn_flush(c)) {
+	if (c->dead || !conn_flush(c) || c->dead) {
 		conn_close(c);
 		return;
 	}
@@ -731,11 +716,10 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 static long long conn_deadline(struct http_conn *c)
 {
 	const struct http_limits *lim = c->lim;
-	struct conn_extra *x = extra_of(c);
 	long long d = 0, p = 0;
 
-	if (x->lingering)
-		return x->linger_until;
+	if (c->lingering)
+		return c->linger_until;
 	/* A client that stops reading our output is idle too. */
 	if (c->out_off < c->out_len)
 		d = c->last_write + lim->idle_timeout_ms * 1000000LL;
@@ -770,11 +754,10 @@ static void conn_arm_timer(struct http_conn *c)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
-	struct conn_extra *x = extra_of(c);
 	long long now = http_now();
 
-	if (x->lingering) {
-		if (now >= x->linger_until) {
+	if (c->lingering) {
+		if (now >= c->linger_until) {
 			conn_close(c);
 			return;
 		}
@@ -840,7 +823,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		conn_close(c);
 		return;
 	}
-	if (extra_of(c)->lingering)
+	if (c->lingering)
 		return;
 	if (c->proto == PROTO_SNIFF)
 		rc = conn_sniff(c, buf, (size_t)n);
@@ -872,7 +855,7 @@ static void conn_attach(void *arg)
 	 * began: nothing was asked yet, so nothing is lost. */
 	if (io->draining)
 		goto fail;
-	c = calloc(1, sizeof(*c) + sizeof(struct conn_extra));
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		goto fail;
 	c->io = io;

@@ -114,6 +114,8 @@ struct http_conn {
 	bool draining;       /* server shutdown: finish what is in flight */
 	bool closing;        /* close once the output is flushed */
 	bool dead;           /* close now, without a flush */
+	bool lingering;      /* our side shut down, reading until the client closes */
+	long long linger_until;
 };
 
 /* ---- http.c, for the protocol cores ------------------------------- */
