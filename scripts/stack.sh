@@ -29,11 +29,11 @@
 _stack_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _stack_pg_bin=/usr/lib/postgresql/15/bin
 # Dependency order: account and auth validate tokens through token; auth
-# calls account.
-_stack_services=(token account auth)
-declare -gA _stack_port_var=([token]=TOKEN_SERVICE_PORT [account]=ACCOUNT_API_PORT [auth]=AUTH_SERVICE_PORT)
-declare -gA _stack_host_var=([token]=TOKEN_SERVICE_HOST [account]=ACCOUNT_API_HOST [auth]=AUTH_SERVICE_HOST)
-declare -gA _stack_port_def=([token]=50052 [account]=50051 [auth]=50053)
+# calls account; the edge proxy fronts them all.
+_stack_services=(token account auth edge)
+declare -gA _stack_port_var=([token]=TOKEN_SERVICE_PORT [account]=ACCOUNT_API_PORT [auth]=AUTH_SERVICE_PORT [edge]=EDGE_PORT)
+declare -gA _stack_host_var=([token]=TOKEN_SERVICE_HOST [account]=ACCOUNT_API_HOST [auth]=AUTH_SERVICE_HOST [edge]=EDGE_HOST)
+declare -gA _stack_port_def=([token]=50052 [account]=50051 [auth]=50053 [edge]=8080)
 
 _stack_say() { echo "estore: $*"; }
 _stack_err() { echo "estore: $*" >&2; }
@@ -440,6 +440,37 @@ _stack_keys() {
 
 _stack_probe_bin() { echo "$_stack_build/services/health-probe/estore-health"; }
 
+# Where a component's program is built.
+_stack_bin() { # name
+	case $1 in
+	edge) echo "$_stack_build/edge-proxy/estore-edge" ;;
+	*) echo "$_stack_build/services/$1/estore-$1" ;;
+	esac
+}
+
+# The edge speaks HTTP: READY when GET /readyz answers 200 (every service
+# behind it SERVING), polled like _stack_health.
+_stack_http_health() { # addr [wait_s]
+	local i n=$((${2:-0} * 4)) code
+	for ((i = 0; ; i++)); do
+		code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$1/readyz" 2>/dev/null || true)
+		if [ "$code" = 200 ]; then
+			echo READY
+			return 0
+		fi
+		[ "$i" -lt "$n" ] || break
+		sleep 0.25
+	done
+	case $code in 000 | '') echo UNREACHABLE ;; *) echo "NOT_READY" ;; esac
+	return 1
+}
+
+_stack_health_of() { # name addr [wait_s]
+	local name=$1
+	shift
+	if [ "$name" = edge ]; then _stack_http_health "$@"; else _stack_health "$@"; fi
+}
+
 # Python fallback: grpc.health.v1 stubs generated once into state/py.
 _stack_py_probe() {
 	local py=$_stack_state/py
@@ -518,7 +549,7 @@ _stack_probe_addr() { # port
 
 _stack_service_start() { # name
 	local name=$1 bin port addr pid st
-	bin=$_stack_build/services/$name/estore-$name
+	bin=$(_stack_bin "$name")
 	port=${!_stack_port_var[$name]}
 	addr=$(_stack_probe_addr "$port")
 	if _stack_port_in_use "$port"; then
@@ -531,7 +562,7 @@ _stack_service_start() { # name
 	(cd "$_stack_repo" && exec setsid "$bin") </dev/null >>"$_stack_logs/$name.log" 2>&1 &
 	pid=$!
 	_stack_record "$name" "$pid" "$addr"
-	if ! st=$(_stack_health "$addr" "$_stack_start_timeout"); then
+	if ! st=$(_stack_health_of "$name" "$addr" "$_stack_start_timeout"); then
 		if ! _stack_alive "$pid"; then
 			_stack_err "estore-$name exited while starting; $_stack_logs/$name.log:"
 		else
@@ -560,7 +591,7 @@ _stack_table() { # header?
 			[ "$h" = PONG ] || h=NO_ANSWER ;;
 		*)
 			log=$_stack_logs/$name.log
-			h=$(_stack_health "$addr" || true) ;;
+			h=$(_stack_health_of "$name" "$addr" || true) ;;
 		esac
 		printf '  %-9s %-22s %-8s %-12s %s\n' "$name" "$addr" "$pid" "$h" "${log#"$PWD"/}"
 	done
@@ -608,7 +639,7 @@ stack_up() {
 	_stack_is_local "$DB_HOST" && want+=(DB_PORT)
 	_stack_is_local "$REDIS_HOST" && want+=(REDIS_PORT)
 	for p in "${_stack_services[@]}"; do
-		if [ ! -x "$_stack_build/services/$p/estore-$p" ]; then
+		if [ ! -x "$(_stack_bin "$p")" ]; then
 			_stack_err "estore-$p is not built in $_stack_build (./estore build)"
 			return 1
 		fi
@@ -632,19 +663,16 @@ stack_up() {
 	_stack_keys || return 1
 	_stack_pg_start || return 1
 	_stack_redis_start || return 1
-	local s started=()
+	local s
 	for s in "${_stack_services[@]}"; do
 		_stack_service_start "$s" || return 1
-		started+=("$s")
 	done
 	echo
 	_stack_say "up:"
 	_stack_table
 	echo
-	if [ ${#started[@]} -gt 0 ]; then
-		local last=${started[${#started[@]} - 1]}
-		_stack_say "try: grpcurl -plaintext $(_stack_probe_addr "${!_stack_port_var[$last]}") list"
-	fi
+	_stack_say "try: curl http://$(_stack_probe_addr "$EDGE_PORT")/openapi.json   (JSON over HTTP)"
+	_stack_say "     grpcurl -plaintext $(_stack_probe_addr "$AUTH_SERVICE_PORT") list   (gRPC)"
 	_stack_say "Ctrl-C here or ./estore down stops everything; ./estore status lists it"
 
 	# Foreground: report components that die; leave when nothing is left.

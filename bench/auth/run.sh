@@ -45,7 +45,7 @@ log "building (Release, $build)"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$root/bench/.build/auth-configure.log" 2>&1 ||
 	{ cat "$root/bench/.build/auth-configure.log" >&2; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target estore-token estore-account \
-	estore-auth estore-health auth_bench >"$root/bench/.build/auth-build.log" 2>&1 ||
+	estore-auth estore-edge estore-health auth_bench >"$root/bench/.build/auth-build.log" 2>&1 ||
 	{ tail -40 "$root/bench/.build/auth-build.log" >&2; exit 1; }
 bench_bin=$build/bench/auth_bench
 
@@ -62,10 +62,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Ports the kernel hands out now; stack_up refuses any that got taken since.
-read -r db_port redis_port token_port account_port auth_port < <(
+read -r db_port redis_port token_port account_port auth_port edge_port < <(
 	/usr/bin/python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))')
@@ -76,6 +76,7 @@ log "starting the stack in $state"
 	export ESTORE_STATE=$state ESTORE_BUILD_DIR=$build ESTORE_ENV_FILE=$state/bench.env
 	export DB_HOST=127.0.0.1 DB_PORT=$db_port REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port
 	export TOKEN_SERVICE_PORT=$token_port ACCOUNT_API_PORT=$account_port AUTH_SERVICE_PORT=$auth_port
+	export EDGE_PORT=$edge_port
 	export LOG_LEVEL=warn AUTH_MAX_CONCURRENT_HASHES=$hashes_at_once
 	export AUTH_ARGON2_MEMORY_KIB=$m_kib AUTH_ARGON2_ITERATIONS=$t_cost AUTH_ARGON2_PARALLELISM=$p_cost
 	# shellcheck source=scripts/stack.sh
