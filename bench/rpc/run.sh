@@ -103,6 +103,21 @@ stale() {
 
 # ---- builds --------------------------------------------------------------
 
+# The peers get echo.proto without our access-rule options: they change
+# nothing on the wire, and would need Go and C++ code for
+# estore/api/v1/options.proto (and, in Go, the newer protobuf API that
+# Debian's protoc-gen-go 1.3.5 maps descriptor.proto to).
+peer_proto() {
+	local dir=$build/peer-proto/estore/testing/v1
+	mkdir -p "$dir"
+	if stale "$dir/echo.proto" "$root/proto/estore/testing/v1/echo.proto"; then
+		sed -e '/^import "estore\/api\/v1\/options.proto";/d' \
+			-e '/option (estore\.api\.v1\.[a-z_]*)/d' \
+			"$root/proto/estore/testing/v1/echo.proto" >"$dir/echo.proto"
+	fi
+	echo "$build/peer-proto"
+}
+
 build_estore() {
 	log "building estore-echo (Release, $build_estore_dir)"
 	cmake -S "$root" -B "$build_estore_dir" -DCMAKE_BUILD_TYPE=Release \
@@ -139,14 +154,16 @@ build_c_programs() {
 # grpc-go 1.33 from Debian, offline, in GOPATH mode; protoc-gen-go 1.3.5
 # writes the old-style code (plugins=grpc) it expects.
 build_go_peers() {
-	local gopath=$build/go proto=$root/proto/estore/testing/v1/echo.proto
+	local gopath=$build/go inc proto
 	local prog
 	local -a goenv=(env GO111MODULE=off GOPATH="$gopath:/usr/share/gocode"
 		GOCACHE="$gopath/cache" GOFLAGS= GOPROXY=off)
 	mkdir -p "$gopath/src/estorebench/goserver" "$gopath/src/estorebench/goclient"
+	inc=$(peer_proto)
+	proto=$inc/estore/testing/v1/echo.proto
 	if stale "$gopath/src/estore/testing/v1/echo.pb.go" "$proto"; then
 		log "generating Go code for echo.proto"
-		protoc -I"$root/proto" --go_out=plugins=grpc:"$gopath/src" \
+		protoc -I"$inc" --go_out=plugins=grpc:"$gopath/src" \
 			estore/testing/v1/echo.proto
 	fi
 	for prog in goserver goclient; do
@@ -160,12 +177,14 @@ build_go_peers() {
 }
 
 build_cpp_peer() {
-	local dir=$build/cpp proto=$root/proto/estore/testing/v1/echo.proto
+	local dir=$build/cpp inc proto
 	local -a flags
 	mkdir -p "$dir/gen"
+	inc=$(peer_proto)
+	proto=$inc/estore/testing/v1/echo.proto
 	if stale "$dir/gen/estore/testing/v1/echo.grpc.pb.cc" "$proto"; then
 		log "generating C++ code for echo.proto"
-		protoc -I"$root/proto" --cpp_out="$dir/gen" --grpc_out="$dir/gen" \
+		protoc -I"$inc" --cpp_out="$dir/gen" --grpc_out="$dir/gen" \
 			--plugin=protoc-gen-grpc="$(command -v grpc_cpp_plugin)" \
 			estore/testing/v1/echo.proto
 	fi
