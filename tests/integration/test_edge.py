@@ -73,6 +73,18 @@ class EdgeCase(fixture.StackTestCase):
         self.assertEqual(st, 200, raw)
         return email, password, pair
 
+    def bring_back(self, name, timeout=30):
+        """Starts a stopped service and waits for /readyz: the other
+        services reconnect to it on their own backoff, so SERVING alone
+        does not mean the next test's calls get through."""
+        self.stack.start_service(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.call("GET", "/readyz")[0] == 200:
+                return
+            time.sleep(0.2)
+        self.fail("/readyz stayed 503 after %s came back" % name)
+
     def assertError(self, got, status, code, message=None):
         st, hdrs, body, raw = got
         self.assertEqual(st, status, raw)
@@ -355,7 +367,7 @@ class EdgeAuthTest(EdgeCase):
             self.assertError(self.call("GET", "/v1/accounts/me", token=pair["accessToken"]),
                              503, 14)
         finally:
-            self.stack.start_service("account")
+            self.bring_back("account")
 
     def test_revoked_token_refused_within_one_second(self):
         _, _, pair = self.register()
@@ -375,7 +387,7 @@ class EdgeAuthTest(EdgeCase):
             self.assertUnauthenticated(got)
             self.assertRegex(got[2]["message"], "revoked|session")
         finally:
-            self.stack.start_service("account")
+            self.bring_back("account")
 
 
 class EdgeAuthTokenDownTest(EdgeCase):
@@ -391,7 +403,7 @@ class EdgeAuthTokenDownTest(EdgeCase):
             self.assertError(got, 503, 14)
             self.assertNotIn("www-authenticate", got[1])
         finally:
-            self.stack.start_service("token")
+            self.bring_back("token")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0] == 200:
