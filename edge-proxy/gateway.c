@@ -440,19 +440,103 @@ static void call_done(void *user, rpc_code code, const char *message,
 	in_flight_add(g, -1);
 }
 
+/* Starts the prepared call; c is the call's from here on. */
+static void send_call(call *c)
+{
+	edge_gateway *g = c->rc.g;
+	edge_backend *be = backend_of(g, c->route->method);
+	rpc_call_opts opts = { 0 };
+
+	opts.timeout_ms = g->cfg.request_timeout_ms;
+	opts.metadata = &c->md;
+	opts.trailers_out = &c->trailers;
+	if (be == NULL || rpc_channel_call_async(be->channel, c->route->method,
+						 &opts, c->msg, call_done, c) != 0) {
+		reply_ctx rc = c->rc;
+
+		call_free(c);
+		respond_error(&rc, be ? RPC_UNAVAILABLE : RPC_INTERNAL,
+			      be ? "" : "internal error", NULL, 0);
+		in_flight_add(g, -1);
+	}
+}
+
+/* A 401 of the edge's own: the client must (re)authenticate. */
+static void respond_unauthenticated(reply_ctx *rc, const char *message)
+{
+	edge_http_header_kv h[] = { { "www-authenticate", "Bearer" } };
+
+	respond_error(rc, RPC_UNAUTHENTICATED, message, h, 1);
+}
+
+/* The edge's verdict on the token (auth.h); may run on the token
+ * channel's thread. */
+static void auth_done(void *user, rpc_code code, const char *reason)
+{
+	call *c = user;
+	edge_gateway *g = c->rc.g;
+	reply_ctx rc;
+
+	if (code == RPC_OK) {
+		send_call(c);
+		return;
+	}
+	rc = c->rc;
+	call_free(c);
+	if (code == RPC_UNAUTHENTICATED) {
+		respond_unauthenticated(&rc, reason);
+	} else {
+		rpc_log(RPC_LOG_WARN, COMPONENT, "token not checked: %s (request_id=%s)",
+			reason ? reason : "", rc.request_id);
+		respond_error(&rc, RPC_UNAVAILABLE, public_message(RPC_UNAVAILABLE, NULL),
+			      NULL, 0);
+	}
+	in_flight_add(g, -1);
+}
+
+/* The token of "Authorization: Bearer <token>" (scheme case-insensitive,
+ * RFC 7235 §2.1), or NULL when the header has another form. */
+static const char *bearer_token(const char *header, size_t *len)
+{
+	const char *t;
+
+	if (strncasecmp(header, "Bearer ", 7) != 0)
+		return NULL;
+	t = header + 7;
+	while (*t == ' ')
+		t++;
+	*len = strlen(t);
+	while (*len > 0 && t[*len - 1] == ' ')
+		(*len)--;
+	/* token68 (RFC 7235 §2.1): no spaces inside. */
+	if (*len == 0 || memchr(t, ' ', *len) != NULL)
+		return NULL;
+	return t;
+}
+
 static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 {
 	const rpc_http_route *route = m->route;
-	edge_backend *be = backend_of(g, route->method);
 	const char *auth = edge_http_header(rc->req, "authorization");
-	rpc_call_opts opts = { 0 };
+	bool public = route->method->access == RPC_ACCESS_PUBLIC;
+	const char *token = NULL;
+	size_t token_len = 0;
 	char err[600];
 	call *c;
 	int code;
 
-	if (be == NULL) {
-		respond_error(rc, RPC_INTERNAL, "internal error", NULL, 0);
-		return;
+	/* Refused before anything else of the request is looked at. */
+	if (g->cfg.auth) {
+		if (auth == NULL && !public) {
+			respond_unauthenticated(rc, "an access token is required "
+						"(Authorization: Bearer)");
+			return;
+		}
+		if (auth && (token = bearer_token(auth, &token_len)) == NULL) {
+			respond_unauthenticated(rc, "the Authorization header must "
+						"be \"Bearer <token>\"");
+			return;
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -490,16 +574,14 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 			      "the Authorization header is not valid metadata", NULL, 0);
 		return;
 	}
-	opts.timeout_ms = g->cfg.request_timeout_ms;
-	opts.metadata = &c->md;
-	opts.trailers_out = &c->trailers;
 	in_flight_add(g, 1);
-	if (rpc_channel_call_async(be->channel, route->method, &opts, c->msg,
-				   call_done, c) != 0) {
-		in_flight_add(g, -1);
-		call_free(c);
-		respond_error(rc, RPC_UNAVAILABLE, "", NULL, 0);
+	if (token) {
+		/* Asynchronous: the call starts (or the 401/503 is sent) from
+		 * auth_done, here or on the token channel's thread. */
+		edge_auth_check(g->cfg.auth, token, token_len, auth_done, c);
+		return;
 	}
+	send_call(c);
 }
 
 /* ---- /readyz ----------------------------------------------------------------------- */

@@ -4,9 +4,9 @@
  * response out.
  *
  *   route (router.h) → request message from body, path variables and
- *   query (transcode.h) → async call on the backend's channel with the
- *   request's deadline, its Authorization and X-Request-Id as metadata →
- *   reply as JSON, or the gRPC status as HTTP status + JSON error body
+ *   query (transcode.h) → the bearer token checked (auth.h) → async
+ *   call on the backend's channel with the request's deadline, its
+ *   Authorization and X-Request-Id as metadata → reply as JSON, or the gRPC status as HTTP status + JSON error body
  *   (httpstatus.h).
  *
  * Also served here: GET /healthz (the process answers), GET /readyz (every
@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "http.h"
 #include "rpc/channel.h"
 #include "rpc/service.h"
@@ -43,6 +44,13 @@ typedef struct edge_gateway_config {
 	size_t n_cors_origins;
 	const char *openapi_json;        /* served at /openapi.json (borrowed) */
 	size_t openapi_len;
+	/* Checks Authorization: Bearer before a call starts (borrowed; NULL
+	 * = no check at the edge, the services alone decide). A route whose
+	 * RPC is not ACCESS_PUBLIC needs a token the edge accepts; a PUBLIC
+	 * one is open, but a token presented to it must be valid too. No or
+	 * a refused token → 401 with WWW-Authenticate: Bearer; a verdict
+	 * that cannot be reached → 503. */
+	edge_auth *auth;
 } edge_gateway_config;
 
 /* NULL with a message in err when the routes do not build (router.h) or

@@ -16,6 +16,7 @@
 #include "estore/account/v1/account.rpc.h"
 #include "estore/auth/v1/auth.rpc.h"
 #include "estore/token/v1/token.rpc.h"
+#include "auth.h"
 #include "gateway.h"
 #include "http.h"
 #include "rpc/log.h"
@@ -48,6 +49,11 @@ struct config {
 	long long auth_port;
 	char *token_host;
 	long long token_port;
+	long long jwks_refresh_ms;
+	long long jwks_min_refresh_ms;
+	long long revocation_cache_ms;
+	char *token_issuer;
+	char *token_audience;
 };
 
 #define F(field) offsetof(struct config, field)
@@ -90,6 +96,18 @@ static const cfg_var config_vars[] = {
 	  false, "token service host" },
 	{ "TOKEN_SERVICE_PORT", CFG_INT, F(token_port), "50052", 1, 65535,
 	  false, "token service port" },
+	{ "EDGE_JWKS_REFRESH_MS", CFG_INT, F(jwks_refresh_ms), "300000", 1000,
+	  86400000, false, "the token service's JWKS is refetched this often" },
+	{ "EDGE_JWKS_MIN_REFRESH_MS", CFG_INT, F(jwks_min_refresh_ms), "5000",
+	  100, 3600000, false,
+	  "a token with an unknown kid refetches the JWKS at most this often" },
+	{ "EDGE_REVOCATION_CACHE_MS", CFG_INT, F(revocation_cache_ms), "1000", 0,
+	  60000, false, "a token found not revoked is trusted this long "
+	  "(a revoked token passes the edge at most this long; 0 = no cache)" },
+	{ "TOKEN_ISSUER", CFG_STRING, F(token_issuer), "estore", 0, 0, false,
+	  "\"iss\" of accepted access tokens (as the token service signs)" },
+	{ "TOKEN_AUDIENCE", CFG_STRING, F(token_audience), "estore", 0, 0, false,
+	  "\"aud\" of accepted access tokens (as the token service signs)" },
 };
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -127,6 +145,8 @@ int main(void)
 	struct config cfg = { 0 };
 	rpc_log_level level;
 	rpc_channel *account = NULL, *auth = NULL, *token = NULL;
+	edge_auth *tokens = NULL;
+	edge_auth_config ac;
 	edge_gateway *gw = NULL;
 	edge_http_server *http = NULL;
 	edge_http_config hc;
@@ -143,6 +163,12 @@ int main(void)
 	if (rpc_log_level_parse(cfg.log_level, &level) != 0) {
 		fprintf(stderr, PROGRAM ": LOG_LEVEL: '%s' is not one of debug, "
 			"info, warn, error\n", cfg.log_level);
+		rc = 2;
+		goto out_cfg;
+	}
+	if (!cfg.token_issuer[0] || !cfg.token_audience[0]) {
+		fprintf(stderr, PROGRAM ": TOKEN_ISSUER and TOKEN_AUDIENCE must "
+			"not be empty\n");
 		rc = 2;
 		goto out_cfg;
 	}
@@ -167,6 +193,23 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "bad service address or no memory");
 		goto out;
 	}
+	/* Bearer tokens are checked here against the token service's JWKS
+	 * and revocation; the token service being down is not a reason to
+	 * exit (tokens get 503 until it answers). */
+	edge_auth_config_defaults(&ac);
+	ac.token_channel = token;
+	ac.issuer = cfg.token_issuer;
+	ac.audience = cfg.token_audience;
+	ac.jwks_refresh_ms = cfg.jwks_refresh_ms;
+	ac.jwks_min_refresh_ms = cfg.jwks_min_refresh_ms;
+	ac.revocation_cache_ms = cfg.revocation_cache_ms;
+	if (ac.call_timeout_ms > cfg.request_timeout_ms)
+		ac.call_timeout_ms = cfg.request_timeout_ms;
+	tokens = edge_auth_new(&ac, err, sizeof(err));
+	if (tokens == NULL) {
+		rpc_log(RPC_LOG_ERROR, "main", "token checks: %s", err);
+		goto out;
+	}
 	{
 		const edge_backend backends[] = {
 			{ &estore_account_v1_AccountService_service, account },
@@ -180,6 +223,7 @@ int main(void)
 						  MAX_CORS_ORIGINS);
 		gc.openapi_json = edge_openapi_json;
 		gc.openapi_len = edge_openapi_json_len;
+		gc.auth = tokens;
 		gw = edge_gateway_new(&gc, backends, 3, err, sizeof(err));
 	}
 	if (gw == NULL) {
@@ -217,6 +261,7 @@ out:
 		edge_http_server_shutdown(http, (int)cfg.drain_ms);
 	edge_gateway_free(gw);
 	edge_http_server_free(http);
+	edge_auth_free(tokens);
 	rpc_channel_free(account);
 	rpc_channel_free(auth);
 	rpc_channel_free(token);

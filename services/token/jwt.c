@@ -94,7 +94,8 @@ char *atok_sign(const token_key *key, const atok_spec *spec,
 	size_t at = 0;
 	bool ok = false;
 
-	if (!atok_random_hex16(jti_out))
+	/* A verify-only key (from a JWKS) has nothing to sign with. */
+	if (!key || !key->has_private || !atok_random_hex16(jti_out))
 		return NULL;
 	header = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "typ", "JWT",
 			   "kid", key->kid);

@@ -69,7 +69,7 @@ typedef struct atok_spec {
  * Signs a new token with `key` (ES256, header "kid"), choosing a random
  * 128-bit jti (32 hex characters, written to jti_out). Returns the
  * malloc'd token (free()) or NULL on failure (no memory, RNG or signing
- * failure).
+ * failure, or a key without its private part: one from a JWKS).
  */
 char *atok_sign(const token_key *key, const atok_spec *spec,
 		char jti_out[33]);

@@ -1,5 +1,6 @@
 /*
- * keys.c - loads the ES256 keys of TOKEN_KEY_DIR once at start.
+ * keys.c - loads the ES256 keys of TOKEN_KEY_DIR once at start, or the
+ * public keys of a JWKS.
  */
 #include "services/token/keys.h"
 
@@ -17,6 +18,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 
 #include "services/token/b64url.h"
@@ -29,6 +31,7 @@ struct keyset {
 	token_key keys[KEYS_MAX];
 	size_t n;
 	size_t signing;
+	bool public_only;        /* from a JWKS: nothing signs */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -181,6 +184,7 @@ static bool load_one(const char *dir, const char *name, token_key *k,
 		goto out;
 	}
 	k->pkey = pkey;
+	k->has_private = true;
 	pkey = NULL;
 	ok = true;
 out:
@@ -296,6 +300,129 @@ fail:
 	return NULL;
 }
 
+/* One base64url coordinate of exactly 32 bytes into out. */
+static bool coord(const char *b64, uint8_t out[32])
+{
+	size_t n = 0;
+
+	return b64 && b64url_decode(b64, strlen(b64), out, 32, &n) && n == 32;
+}
+
+/* A public P-256 key from its affine coordinates; NULL unless the point
+ * is on the curve (a point off it is the invalid-curve attack's way in). */
+static EVP_PKEY *ec_public_key(const uint8_t x[32], const uint8_t y[32])
+{
+	uint8_t point[65];
+	char group[] = "prime256v1";
+	OSSL_PARAM params[3];
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	EVP_PKEY_CTX *check = NULL;
+	EVP_PKEY *pkey = NULL;
+
+	/* SEC1 uncompressed form: 0x04 || x || y. */
+	point[0] = 0x04;
+	memcpy(point + 1, x, 32);
+	memcpy(point + 33, y, 32);
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+						     group, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+						      point, sizeof(point));
+	params[2] = OSSL_PARAM_construct_end();
+	if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		goto fail;
+	check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (!check || EVP_PKEY_public_check(check) != 1)
+		goto fail;
+	EVP_PKEY_CTX_free(check);
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	return pkey;
+fail:
+	ERR_clear_error();
+	EVP_PKEY_CTX_free(check);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	return NULL;
+}
+
+static bool str_is(const char *s, const char *want)
+{
+	return s && strcmp(s, want) == 0;
+}
+
+keyset *keyset_from_jwks(const Estore__Token__V1__Jwks *jwks, char *err,
+			 size_t errlen)
+{
+	keyset *ks = NULL;
+
+	if (!jwks || jwks->n_keys == 0) {
+		set_err(err, errlen, "JWKS: no keys");
+		return NULL;
+	}
+	if (jwks->n_keys > KEYS_MAX) {
+		set_err(err, errlen, "JWKS: %zu keys, at most %d accepted",
+			jwks->n_keys, KEYS_MAX);
+		return NULL;
+	}
+	ks = calloc(1, sizeof(*ks));
+	if (!ks) {
+		set_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	ks->public_only = true;
+	for (size_t i = 0; i < jwks->n_keys; i++) {
+		const Estore__Token__V1__Jwk *j = jwks->keys[i];
+		token_key *k = &ks->keys[i];
+		uint8_t x[32], y[32];
+		size_t kidlen = j && j->kid ? strlen(j->kid) : 0;
+
+		if (!j || !kid_ok(j->kid, kidlen)) {
+			set_err(err, errlen, "JWKS key %zu: a kid is 1-%d of "
+				"[A-Za-z0-9._-]", i, KEYS_KID_MAX);
+			goto fail;
+		}
+		if (keyset_find(ks, j->kid, kidlen)) {
+			set_err(err, errlen, "JWKS key %zu (%s): kid used twice",
+				i, j->kid);
+			goto fail;
+		}
+		if (!str_is(j->kty, "EC") || !str_is(j->crv, "P-256") ||
+		    !str_is(j->alg, "ES256")) {
+			set_err(err, errlen, "JWKS key %zu (%s): only kty EC, "
+				"crv P-256, alg ES256 are accepted", i, j->kid);
+			goto fail;
+		}
+		if (j->use && j->use[0] && strcmp(j->use, "sig") != 0) {
+			set_err(err, errlen, "JWKS key %zu (%s): use must be "
+				"\"sig\"", i, j->kid);
+			goto fail;
+		}
+		if (!coord(j->x, x) || !coord(j->y, y)) {
+			set_err(err, errlen, "JWKS key %zu (%s): x and y must "
+				"be base64url of 32 bytes each", i, j->kid);
+			goto fail;
+		}
+		k->pkey = ec_public_key(x, y);
+		if (!k->pkey) {
+			set_err(err, errlen, "JWKS key %zu (%s): not a point "
+				"on P-256", i, j->kid);
+			goto fail;
+		}
+		memcpy(k->kid, j->kid, kidlen + 1);
+		/* Kept as received (they decoded strictly, so this is the
+		 * one encoding of the point). */
+		memcpy(k->x, j->x, B64URL_ENCODED_LEN(32) + 1);
+		memcpy(k->y, j->y, B64URL_ENCODED_LEN(32) + 1);
+		k->has_private = false;
+		ks->n++;
+	}
+	return ks;
+fail:
+	keyset_free(ks);
+	return NULL;
+}
+
 void keyset_free(keyset *ks)
 {
 	if (!ks)
@@ -319,7 +446,7 @@ const token_key *keyset_find(const keyset *ks, const char *kid, size_t len)
 
 const token_key *keyset_signing(const keyset *ks)
 {
-	return &ks->keys[ks->signing];
+	return ks->public_only ? NULL : &ks->keys[ks->signing];
 }
 
 size_t keyset_count(const keyset *ks)

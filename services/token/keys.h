@@ -15,9 +15,12 @@
 #ifndef ESTORE_TOKEN_KEYS_H
 #define ESTORE_TOKEN_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/evp.h>
+
+#include "estore/token/v1/token.pb-c.h"
 
 /* A kid is a file name: letters, digits, '.', '_' and '-', at most this
  * many characters (it travels in every token header). */
@@ -27,7 +30,10 @@
 
 typedef struct token_key {
 	char kid[KEYS_KID_MAX + 1];
-	EVP_PKEY *pkey;          /* private + public: signs and verifies */
+	EVP_PKEY *pkey;          /* private + public (keyset_load): signs and
+				    verifies; public only (keyset_from_jwks):
+				    verifies */
+	bool has_private;        /* atok_sign refuses a key without it */
 	char x[44], y[44];       /* public point, base64url without padding */
 } token_key;
 
@@ -45,13 +51,31 @@ typedef struct keyset keyset;
 keyset *keyset_load(const char *dir, const char *signing_kid, char *err,
 		    size_t errlen);
 
+/*
+ * Builds a verify-only set from a JWKS (TokenService.GetJwks), for those
+ * who check tokens without signing them (the edge proxy). Every key must
+ * be kty "EC", crv "P-256", alg "ES256" (alg may not be left out: we
+ * never guess an algorithm), "use" empty or "sig", a valid kid (as for
+ * files) that no other key of the set has, and x and y base64url of
+ * exactly 32 bytes each naming a point on the curve. One bad key refuses
+ * the whole set: a JWKS we half understand is not trusted. Between 1 and
+ * KEYS_MAX keys.
+ *
+ * Returns the set (keyset_signing() is NULL for it), or NULL with a
+ * message in err naming the key (by index and kid) and the problem.
+ * `jwks` is only read.
+ */
+keyset *keyset_from_jwks(const Estore__Token__V1__Jwks *jwks, char *err,
+			 size_t errlen);
+
 /* Frees the keys, wiping the PEM text. keyset_free(NULL) is a no-op. */
 void keyset_free(keyset *ks);
 
 /* The key with this kid (len bytes, not NUL-terminated), or NULL. */
 const token_key *keyset_find(const keyset *ks, const char *kid, size_t len);
 
-/* The key that signs new tokens; never NULL for a loaded set. */
+/* The key that signs new tokens; never NULL for a set from keyset_load,
+ * always NULL for one from keyset_from_jwks. */
 const token_key *keyset_signing(const keyset *ks);
 
 /* Number of keys and the i-th in kid order, for the JWKS. */

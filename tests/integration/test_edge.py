@@ -1,16 +1,26 @@
 #!/usr/bin/python3
 """estore-edge over real HTTP in front of the real token, account and auth
 services (PostgreSQL and Redis started by fixture.py): the account journey
-in JSON over HTTP/1.1 and h2c, the error mapping, headers, limits, and a
-backend that goes away and comes back."""
+in JSON over HTTP/1.1 and h2c, the error mapping, headers, limits, a
+backend that goes away and comes back, and bearer tokens checked at the
+edge (forged ones refused without a call, revocation within 1 s, fail
+closed when the token service is away)."""
 
+import base64
+import hashlib
+import hmac
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import time
 import unittest
 import uuid
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import fixture
 
@@ -62,6 +72,18 @@ class EdgeCase(fixture.StackTestCase):
                                       "displayName": "Edge User"})
         self.assertEqual(st, 200, raw)
         return email, password, pair
+
+    def bring_back(self, name, timeout=30):
+        """Starts a stopped service and waits for /readyz: the other
+        services reconnect to it on their own backoff, so SERVING alone
+        does not mean the next test's calls get through."""
+        self.stack.start_service(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.call("GET", "/readyz")[0] == 200:
+                return
+            time.sleep(0.2)
+        self.fail("/readyz stayed 503 after %s came back" % name)
 
     def assertError(self, got, status, code, message=None):
         st, hdrs, body, raw = got
@@ -265,6 +287,130 @@ class BackendDownTest(EdgeCase):
             time.sleep(0.2)
         else:
             self.fail("/readyz stayed 503 after the account service came back")
+
+
+# ---- JOSE helpers (see test_token.py) -------------------------------------------
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64u(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def craft(key, header, claims):
+    """A compact JWS signed ES256 with `key`, whatever the header says."""
+    si = b64u(json.dumps(header).encode()) + "." + b64u(json.dumps(claims).encode())
+    r, s = decode_dss_signature(key.sign(si.encode(), ec.ECDSA(hashes.SHA256())))
+    return si + "." + b64u(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+class EdgeAuthTest(EdgeCase):
+    """The edge's own verdict on bearer tokens. A 401 while the account
+    service is stopped can only come from the edge; a 503 then means the
+    edge let the token through."""
+
+    def signing_key(self):
+        with open(os.path.join(self.stack.key_dir, "test-1.pem"), "rb") as f:
+            return serialization.load_pem_private_key(f.read(), password=None)
+
+    def forged(self, access):
+        """Tokens each wrong in one way, and a control built the same way
+        that must pass (or the refusals would prove nothing)."""
+        h64, p64, _ = access.split(".")
+        header, claims = json.loads(unb64u(h64)), json.loads(unb64u(p64))
+        key = self.signing_key()
+        rogue = ec.generate_private_key(ec.SECP256R1())
+        now = int(time.time())
+        tampered = dict(claims, roles=["ROLE_ADMIN"])
+        hs_input = b64u(json.dumps(dict(header, alg="HS256")).encode()) + "." + p64
+        hs_sig = hmac.new(b"secret", hs_input.encode(), hashlib.sha256).digest()
+        return craft(key, header, claims), {
+            "tampered payload": h64 + "." + b64u(json.dumps(tampered).encode())
+                                + "." + access.split(".")[2],
+            "alg none": b64u(json.dumps(dict(header, alg="none")).encode())
+                        + "." + p64 + ".",
+            "HS256": hs_input + "." + b64u(hs_sig),
+            "expired": craft(key, header, dict(claims, iat=now - 7200, nbf=now - 7200,
+                                               exp=now - 3600)),
+            "unknown kid": craft(rogue, dict(header, kid="rogue-1"), claims),
+            "wrong issuer": craft(key, header, dict(claims, iss="someone-else")),
+        }
+
+    def assertUnauthenticated(self, got, what=""):
+        self.assertError(got, 401, 16)
+        self.assertEqual(got[1].get("www-authenticate"), "Bearer", what)
+
+    def test_forged_tokens_refused_at_the_edge(self):
+        _, _, pair = self.register()
+        control, forged = self.forged(pair["accessToken"])
+        self.stack.stop_service("account")
+        try:
+            for what, token in forged.items():
+                with self.subTest(what):
+                    self.assertUnauthenticated(
+                        self.call("GET", "/v1/accounts/me", token=token), what)
+            # No token, or not a bearer one: refused before any call.
+            self.assertUnauthenticated(self.call("GET", "/v1/accounts/me"))
+            for header in ("Basic dXNlcjpwdw==", "Bearer", "Bearer a b", pair["accessToken"]):
+                with self.subTest(header):
+                    self.assertUnauthenticated(self.call(
+                        "GET", "/v1/accounts/me", headers={"Authorization": header}))
+            # A public route is open, but a token presented to it must hold.
+            self.assertUnauthenticated(self.call("POST", "/v1/auth/login",
+                                                 {"email": "x@example.com", "password": "x"},
+                                                 token=forged["expired"]))
+            # The control and the real token pass the edge: the account
+            # service being away is what answers.
+            self.assertError(self.call("GET", "/v1/accounts/me", token=control), 503, 14)
+            self.assertError(self.call("GET", "/v1/accounts/me", token=pair["accessToken"]),
+                             503, 14)
+        finally:
+            self.bring_back("account")
+
+    def test_revoked_token_refused_within_one_second(self):
+        _, _, pair = self.register()
+        access = pair["accessToken"]
+        st, _, _, raw = self.call("GET", "/v1/accounts/me", token=access)
+        self.assertEqual(st, 200, raw)          # the edge now caches "not revoked"
+        st, _, _, raw = self.call("POST", "/v1/auth/logout",
+                                  {"refreshToken": pair["refreshToken"]}, token=access)
+        self.assertEqual(st, 200, raw)
+        revoked_at = time.monotonic()
+        self.stack.stop_service("account")
+        try:
+            wait = revoked_at + 1.1 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            got = self.call("GET", "/v1/accounts/me", token=access)
+            self.assertUnauthenticated(got)
+            self.assertRegex(got[2]["message"], "revoked|session")
+        finally:
+            self.bring_back("account")
+
+
+class EdgeAuthTokenDownTest(EdgeCase):
+    def test_token_service_down_fails_closed(self):
+        _, _, pair = self.register()
+        # The edge holds the JWKS (a malformed token is judged locally);
+        # the registered token was never shown to the edge, so nothing
+        # is cached for it.
+        self.assertError(self.call("GET", "/v1/accounts/me", token="x.y.z"), 401, 16)
+        self.stack.stop_service("token")
+        try:
+            got = self.call("GET", "/v1/accounts/me", token=pair["accessToken"])
+            self.assertError(got, 503, 14)
+            self.assertNotIn("www-authenticate", got[1])
+        finally:
+            self.bring_back("token")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0] == 200:
+                break
+            time.sleep(0.2)
+        else:
+            self.fail("the edge did not accept the token after the token service came back")
 
 
 if __name__ == "__main__":
