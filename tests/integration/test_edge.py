@@ -167,6 +167,14 @@ class JourneyTest(EdgeCase):
         self.assertEqual(st, 200, raw)
         self.assertTrue(jwks["keys"])
         self.assertEqual(jwks["keys"][0]["kty"], "EC")
+        # A public route checks a token that is presented: the check calls
+        # the token service from the same channel the route then uses.
+        _, _, pair = self.register()
+        st, _, jwks2, raw = self.call("GET", "/.well-known/jwks.json",
+                                      token=pair["accessToken"])
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(jwks2, jwks)
+        self.assertError(self.call("GET", "/.well-known/jwks.json", token="x.y.z"), 401, 16)
         st, _, doc, raw = self.call("GET", "/openapi.json")
         self.assertEqual(st, 200)
         self.assertEqual(doc["openapi"], "3.0.3")
