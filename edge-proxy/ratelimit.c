@@ -1,0 +1,306 @@
+/*
+ * ratelimit.c - token buckets in Redis, taken off the caller's thread.
+ * See ratelimit.h.
+ */
+#include "ratelimit.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rpc/log.h"
+#include "services/common/redis.h"
+
+#define COMPONENT "edge-ratelimit"
+#define KEY_PREFIX "edge:rl:"
+/* An account id or an address fits with room to spare. */
+#define KEY_MAX 200
+/* Warnings about failing open, at most this often: a Redis outage must
+ * not become a log flood at request rate. */
+#define WARN_EVERY_NS (5 * 1000000000LL)
+
+typedef struct job {
+	struct job *next;
+	edge_rl_done done;
+	void *user;
+	long long per_min, burst;
+	char key[KEY_MAX];
+} job;
+
+struct edge_rl {
+	edge_rl_config cfg;
+	rds_pool *pool;
+
+	pthread_mutex_t mu;     /* everything below */
+	pthread_cond_t work;
+	job *head, *tail;
+	size_t n_queued;
+	bool stopping;
+	long long last_warn_ns;
+
+	pthread_t *threads;
+	int n_threads;
+};
+
+/*
+ * One take. KEYS[1]: the bucket. ARGV: now (wall-clock ms), burst, ms per
+ * token. Returns 0 (taken) or the ms until a token is there. A clock
+ * that went back (another edge's, slightly behind) refills nothing
+ * rather than a negative amount. The expiry is two full refills: an idle
+ * bucket would be full again by then, so dropping it changes nothing.
+ */
+static rds_script take_script = {
+	.source =
+		"local now = tonumber(ARGV[1])\n"
+		"local burst = tonumber(ARGV[2])\n"
+		"local per = tonumber(ARGV[3])\n"
+		"local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
+		"local tokens = tonumber(v[1])\n"
+		"local ts = tonumber(v[2])\n"
+		"if tokens == nil or ts == nil then\n"
+		"  tokens = burst\n"
+		"  ts = now\n"
+		"end\n"
+		"if now > ts then\n"
+		"  tokens = math.min(burst, tokens + (now - ts) / per)\n"
+		"  ts = now\n"
+		"end\n"
+		"local wait = 0\n"
+		"if tokens >= 1 then\n"
+		"  tokens = tokens - 1\n"
+		"else\n"
+		"  wait = math.max(1, math.ceil((1 - tokens) * per))\n"
+		"end\n"
+		"redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),\n"
+		"           'ts', string.format('%d', ts))\n"
+		"redis.call('PEXPIRE', KEYS[1], math.ceil(2 * burst * per))\n"
+		"return wait\n",
+};
+
+void edge_rl_config_defaults(edge_rl_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->redis_host = "127.0.0.1";
+	cfg->redis_port = 6379;
+	cfg->timeout_ms = 250;
+	cfg->workers = 2;
+	cfg->queue_max = 4096;
+}
+
+long long edge_rl_retry_after_s(long long retry_after_ms)
+{
+	long long s = (retry_after_ms + 999) / 1000;
+
+	return s < 1 ? 1 : s;
+}
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Wall-clock ms: stored in Redis and compared by every edge, so it must
+ * be a clock they share (not the monotonic one). */
+static long long wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Logs that a request went through unchecked, unless we said so lately. */
+static void warn_open(edge_rl *rl, const char *why)
+{
+	long long now = mono_ns();
+	bool say;
+
+	pthread_mutex_lock(&rl->mu);
+	say = rl->last_warn_ns == 0 || now - rl->last_warn_ns >= WARN_EVERY_NS;
+	if (say)
+		rl->last_warn_ns = now;
+	pthread_mutex_unlock(&rl->mu);
+	if (say)
+		rpc_log(RPC_LOG_WARN, COMPONENT, "rate limits not enforced "
+			"(failing open): %s", why);
+}
+
+/* The script for one job: the ms to wait (0 = taken), or -1 when Redis
+ * could not tell (the caller fails open). */
+static long long run_take(edge_rl *rl, const job *j)
+{
+	char now[24], burst[24], per[40];
+	const char *argv[4] = { j->key, now, burst, per };
+	size_t argvlen[4];
+	rpc_code code = RPC_OK;
+	redisContext *c;
+	redisReply *r;
+	long long wait = -1;
+
+	snprintf(now, sizeof(now), "%lld", wall_ms());
+	snprintf(burst, sizeof(burst), "%lld", j->burst);
+	/* Fractional: 120 a minute is 500 ms a token, 7 a minute 8571.43. */
+	snprintf(per, sizeof(per), "%.3f", 60000.0 / (double)j->per_min);
+	for (int i = 0; i < 4; i++)
+		argvlen[i] = strlen(argv[i]);
+	c = rds_acquire(rl->pool, rl->cfg.timeout_ms, &code);
+	if (c == NULL) {
+		warn_open(rl, "Redis unreachable");
+		return -1;
+	}
+	r = rds_eval(c, &take_script, 1, 4, argv, argvlen, &code);
+	rds_release(rl->pool, c);
+	if (r == NULL) {
+		warn_open(rl, "Redis unreachable");
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+		wait = r->integer;
+	} else {
+		char why[200];
+
+		snprintf(why, sizeof(why), "unexpected reply from Redis: %.*s",
+			 r->type == REDIS_REPLY_ERROR ? (int)(r->len < 150 ? r->len : 150) : 0,
+			 r->type == REDIS_REPLY_ERROR ? r->str : "");
+		warn_open(rl, why);
+	}
+	freeReplyObject(r);
+	return wait;
+}
+
+static void *worker(void *arg)
+{
+	edge_rl *rl = arg;
+
+	pthread_mutex_lock(&rl->mu);
+	for (;;) {
+		job *j;
+		long long wait;
+
+		while (rl->head == NULL && !rl->stopping)
+			pthread_cond_wait(&rl->work, &rl->mu);
+		/* Stopping still drains the queue: every take gets its
+		 * callback. */
+		if (rl->head == NULL)
+			break;
+		j = rl->head;
+		rl->head = j->next;
+		if (rl->head == NULL)
+			rl->tail = NULL;
+		rl->n_queued--;
+		pthread_mutex_unlock(&rl->mu);
+
+		wait = run_take(rl, j);
+		j->done(j->user, wait <= 0, wait > 0 ? wait : 0);
+		free(j);
+		pthread_mutex_lock(&rl->mu);
+	}
+	pthread_mutex_unlock(&rl->mu);
+	return NULL;
+}
+
+void edge_rl_take(edge_rl *rl, const char *key, long long per_min,
+		  long long burst, edge_rl_done done, void *user)
+{
+	size_t klen = strlen(key);
+	bool queued = false;
+	job *j;
+
+	if (per_min <= 0) {
+		done(user, true, 0);
+		return;
+	}
+	if (klen + sizeof(KEY_PREFIX) > KEY_MAX) {
+		warn_open(rl, "key too long");
+		done(user, true, 0);
+		return;
+	}
+	j = malloc(sizeof(*j));
+	if (j == NULL) {
+		warn_open(rl, "out of memory");
+		done(user, true, 0);
+		return;
+	}
+	j->next = NULL;
+	j->done = done;
+	j->user = user;
+	j->per_min = per_min;
+	j->burst = burst > 0 ? burst : 1;
+	memcpy(j->key, KEY_PREFIX, sizeof(KEY_PREFIX) - 1);
+	memcpy(j->key + sizeof(KEY_PREFIX) - 1, key, klen + 1);
+
+	pthread_mutex_lock(&rl->mu);
+	if (rl->n_queued < rl->cfg.queue_max && !rl->stopping) {
+		if (rl->tail)
+			rl->tail->next = j;
+		else
+			rl->head = j;
+		rl->tail = j;
+		rl->n_queued++;
+		queued = true;
+		pthread_cond_signal(&rl->work);
+	}
+	pthread_mutex_unlock(&rl->mu);
+	if (!queued) {
+		free(j);
+		warn_open(rl, "queue full");
+		done(user, true, 0);
+	}
+}
+
+edge_rl *edge_rl_new(const edge_rl_config *cfg, char *err, size_t errlen)
+{
+	edge_rl *rl = calloc(1, sizeof(*rl));
+	int workers = cfg->workers > 0 ? cfg->workers : 1;
+
+	if (rl == NULL)
+		goto nomem;
+	rl->cfg = *cfg;
+	pthread_mutex_init(&rl->mu, NULL);
+	pthread_cond_init(&rl->work, NULL);
+	/* One connection per worker: a worker never waits for another's. */
+	rl->pool = rds_pool_new(cfg->redis_host, cfg->redis_port,
+				cfg->redis_password, workers, cfg->timeout_ms);
+	rl->threads = calloc((size_t)workers, sizeof(*rl->threads));
+	if (rl->pool == NULL || rl->threads == NULL)
+		goto nomem;
+	/* The config's strings are not ours to keep. */
+	rl->cfg.redis_host = NULL;
+	rl->cfg.redis_password = NULL;
+	for (int i = 0; i < workers; i++) {
+		if (pthread_create(&rl->threads[i], NULL, worker, rl) != 0) {
+			snprintf(err, errlen, "cannot start a rate-limit thread");
+			edge_rl_free(rl);
+			return NULL;
+		}
+		rl->n_threads++;
+	}
+	return rl;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	edge_rl_free(rl);
+	return NULL;
+}
+
+void edge_rl_free(edge_rl *rl)
+{
+	if (rl == NULL)
+		return;
+	pthread_mutex_lock(&rl->mu);
+	rl->stopping = true;
+	pthread_cond_broadcast(&rl->work);
+	pthread_mutex_unlock(&rl->mu);
+	for (int i = 0; i < rl->n_threads; i++)
+		pthread_join(rl->threads[i], NULL);
+	free(rl->threads);
+	if (rl->pool)
+		rds_pool_free(rl->pool);
+	pthread_cond_destroy(&rl->work);
+	pthread_mutex_destroy(&rl->mu);
+	free(rl);
+}
