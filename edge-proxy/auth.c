@@ -32,6 +32,7 @@ typedef struct check {
 	void *user;
 	struct check *next;     /* waiting for a JWKS fetch */
 	uint8_t digest[32];     /* SHA-256 of the token: the cache key */
+	char sub[ATOK_SUB_MAX + 1]; /* the verified subject, for the callback */
 	size_t len;
 	char token[];           /* NUL-terminated copy */
 } check;
@@ -106,7 +107,7 @@ static void in_flight_add(edge_auth *a, long d)
 
 static void finish(check *ck, rpc_code code, const char *reason)
 {
-	ck->done(ck->user, code, reason);
+	ck->done(ck->user, code, reason, code == RPC_OK ? ck->sub : NULL);
 	free(ck);
 }
 
@@ -327,6 +328,8 @@ static void verify(check *ck, bool may_fetch)
 	}
 	pthread_rwlock_unlock(&a->keys_lock);
 	if (have_keys && why == NULL) {
+		/* atok_verify checked sub is well-formed and fits. */
+		memcpy(ck->sub, claims.sub, sizeof(ck->sub));
 		check_revocation(ck);
 		return;
 	}
@@ -370,18 +373,20 @@ void edge_auth_check(edge_auth *a, const char *token, size_t len,
 	check *ck;
 
 	if (len == 0 || len > ATOK_MAX_LEN) {
-		done(user, RPC_UNAUTHENTICATED, len ? "token too long" : "empty token");
+		done(user, RPC_UNAUTHENTICATED, len ? "token too long" : "empty token",
+		     NULL);
 		return;
 	}
 	ck = malloc(sizeof(*ck) + len + 1);
 	if (ck == NULL) {
-		done(user, RPC_UNAVAILABLE, "out of memory");
+		done(user, RPC_UNAVAILABLE, "out of memory", NULL);
 		return;
 	}
 	ck->a = a;
 	ck->done = done;
 	ck->user = user;
 	ck->next = NULL;
+	ck->sub[0] = '\0';
 	ck->len = len;
 	memcpy(ck->token, token, len);
 	ck->token[len] = '\0';

@@ -64,10 +64,14 @@ void edge_auth_free(edge_auth *a);
  * The verdict on one token: RPC_OK, RPC_UNAUTHENTICATED (reason: what is
  * wrong with the token, safe to show the client) or RPC_UNAVAILABLE (the
  * verdict could not be reached: no keys yet, the token service
- * unreachable; reason is for the log). `reason` is valid only during the
- * callback.
+ * unreachable; reason is for the log). On RPC_OK `subject` is the token's
+ * verified "sub" claim (the account id, or "service:<name>"), so the
+ * caller can key per-account decisions (rate limits) without decoding
+ * the token again; NULL otherwise. `reason` and `subject` are valid only
+ * during the callback.
  */
-typedef void (*edge_auth_done)(void *user, rpc_code code, const char *reason);
+typedef void (*edge_auth_done)(void *user, rpc_code code, const char *reason,
+			       const char *subject);
 
 /*
  * Checks `token` (len bytes; the part after "Bearer "; copied, so it need

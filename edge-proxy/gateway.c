@@ -13,6 +13,7 @@
 
 #include "grpc/health/v1/health.rpc.h"
 #include "httpstatus.h"
+#include "ratelimit.h"
 #include "router.h"
 #include "rpc/log.h"
 #include "rpc/loop.h"
@@ -22,6 +23,8 @@
 #define COMPONENT "edge"
 #define MAX_HEADERS 16
 #define READY_TIMEOUT_MS 1000
+/* "acct:" + a token's sub (at most 79 bytes), or "ip:" + an address. */
+#define RL_KEY_MAX 96
 
 struct edge_gateway {
 	edge_gateway_config cfg;
@@ -50,6 +53,11 @@ typedef struct call {
 	ProtobufCMessage *msg;
 	rpc_metadata md;
 	rpc_metadata trailers;
+	/* The bearer token (in the request's Authorization header, which
+	 * outlives the call) still to be checked after a rate limit. */
+	const char *token;
+	size_t token_len;
+	bool login;                 /* Login/Register: limited per address */
 } call;
 
 /* ---- responses ---------------------------------------------------------------- */
@@ -469,15 +477,95 @@ static void respond_unauthenticated(reply_ctx *rc, const char *message)
 	respond_error(rc, RPC_UNAUTHENTICATED, message, h, 1);
 }
 
+/* ---- rate limits ------------------------------------------------------------------- */
+
+/* The routes limited per client address whoever calls them: the ones that
+ * cost a password hash and are what credential stuffing hammers. */
+static bool is_login_route(const rpc_http_route *route)
+{
+	return strcmp(route->method->path, "/estore.auth.v1.AuthService/Login") == 0 ||
+	       strcmp(route->method->path, "/estore.auth.v1.AuthService/Register") == 0;
+}
+
+/* "ip:<address>" from "127.0.0.1:50342" / "[::1]:50342": the port
+ * changes with every connection, the address is the client. */
+static void address_key(const char *peer, char *out, size_t cap)
+{
+	const char *end = strrchr(peer, ':');
+	size_t n = end ? (size_t)(end - peer) : strlen(peer);
+
+	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']') {
+		peer++;
+		n -= 2;
+	}
+	snprintf(out, cap, "ip:%.*s", (int)n, peer);
+}
+
+static void auth_done(void *user, rpc_code code, const char *reason,
+		      const char *subject);
+
+/* The rate limit's verdict (ratelimit.h); may run on a rate-limit
+ * worker. Allowed: on to the token check still owed, or the call. */
+static void limit_done(void *user, bool allowed, long long retry_after_ms)
+{
+	call *c = user;
+	edge_gateway *g = c->rc.g;
+	reply_ctx rc;
+	char retry[24];
+
+	if (allowed) {
+		if (c->token) {
+			const char *t = c->token;
+
+			c->token = NULL;
+			edge_auth_check(g->cfg.auth, t, c->token_len, auth_done, c);
+			return;
+		}
+		send_call(c);
+		return;
+	}
+	rc = c->rc;
+	call_free(c);
+	snprintf(retry, sizeof(retry), "%lld", edge_rl_retry_after_s(retry_after_ms));
+	{
+		edge_http_header_kv h[] = { { "retry-after", retry } };
+
+		respond_error(&rc, RPC_RESOURCE_EXHAUSTED, "rate limit exceeded", h, 1);
+	}
+	in_flight_add(g, -1);
+}
+
+/* Takes a token from `key`'s bucket (burst = the per-minute rate), then
+ * limit_done; no limiter or a rate of 0 goes straight on. */
+static void limit(call *c, const char *key, long long per_min)
+{
+	edge_gateway *g = c->rc.g;
+
+	if (g->cfg.ratelimit == NULL || per_min <= 0) {
+		limit_done(c, true, 0);
+		return;
+	}
+	edge_rl_take(g->cfg.ratelimit, key, per_min, per_min, limit_done, c);
+}
+
 /* The edge's verdict on the token (auth.h); may run on the token
  * channel's thread. */
-static void auth_done(void *user, rpc_code code, const char *reason)
+static void auth_done(void *user, rpc_code code, const char *reason,
+		      const char *subject)
 {
 	call *c = user;
 	edge_gateway *g = c->rc.g;
 	reply_ctx rc;
 
 	if (code == RPC_OK) {
+		/* Login and Register were limited per address already. */
+		if (!c->login && subject != NULL && subject[0] != '\0') {
+			char key[RL_KEY_MAX];
+
+			snprintf(key, sizeof(key), "acct:%s", subject);
+			limit(c, key, g->cfg.rate_account_per_min);
+			return;
+		}
 		send_call(c);
 		return;
 	}
@@ -575,13 +663,24 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 		return;
 	}
 	in_flight_add(g, 1);
-	if (token) {
-		/* Asynchronous: the call starts (or the 401/503 is sent) from
-		 * auth_done, here or on the token channel's thread. */
-		edge_auth_check(g->cfg.auth, token, token_len, auth_done, c);
+	/* Asynchronous from here: the call starts (or the 401/429/503 is
+	 * sent) from limit_done or auth_done, on this thread, a rate-limit
+	 * worker or the token channel's thread. Login/Register: the address
+	 * limit first, then a presented token's check. A token elsewhere:
+	 * its check, then the account's limit (auth_done). No token: the
+	 * address's anonymous limit. */
+	c->login = is_login_route(route);
+	if (c->login || token == NULL) {
+		char key[RL_KEY_MAX];
+
+		address_key(edge_http_peer(rc->req), key, sizeof(key));
+		c->token = token;
+		c->token_len = token_len;
+		limit(c, key, c->login ? g->cfg.rate_login_per_min :
+					 g->cfg.rate_anon_per_min);
 		return;
 	}
-	send_call(c);
+	edge_auth_check(g->cfg.auth, token, token_len, auth_done, c);
 }
 
 /* ---- /readyz ----------------------------------------------------------------------- */

@@ -26,6 +26,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "ratelimit.h"
 #include "rpc/channel.h"
 #include "rpc/service.h"
 
@@ -51,6 +52,18 @@ typedef struct edge_gateway_config {
 	 * a refused token → 401 with WWW-Authenticate: Bearer; a verdict
 	 * that cannot be reached → 503. */
 	edge_auth *auth;
+	/* Rate limits (borrowed; NULL = none), per minute with a burst of
+	 * the same, 0 = that limit off. Login and Register are limited per
+	 * client address; a request whose token the edge verified, per
+	 * account (the token's sub); one without a token, per address.
+	 * Over the limit → 429 (RESOURCE_EXHAUSTED, "rate limit exceeded")
+	 * with Retry-After in whole seconds. /healthz, /readyz,
+	 * /openapi.json and CORS preflights are never limited; Redis away →
+	 * allowed (ratelimit.h). */
+	edge_rl *ratelimit;
+	long long rate_login_per_min;
+	long long rate_account_per_min;
+	long long rate_anon_per_min;
 } edge_gateway_config;
 
 /* NULL with a message in err when the routes do not build (router.h) or

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "gateway.h"
 #include "http.h"
+#include "ratelimit.h"
 #include "rpc/log.h"
 #include "services/common/config.h"
 
@@ -54,6 +55,12 @@ struct config {
 	long long revocation_cache_ms;
 	char *token_issuer;
 	char *token_audience;
+	char *redis_host;
+	long long redis_port;
+	char *redis_password;
+	long long rate_login;
+	long long rate_account;
+	long long rate_anon;
 };
 
 #define F(field) offsetof(struct config, field)
@@ -108,6 +115,21 @@ static const cfg_var config_vars[] = {
 	  "\"iss\" of accepted access tokens (as the token service signs)" },
 	{ "TOKEN_AUDIENCE", CFG_STRING, F(token_audience), "estore", 0, 0, false,
 	  "\"aud\" of accepted access tokens (as the token service signs)" },
+	{ "REDIS_HOST", CFG_STRING, F(redis_host), "127.0.0.1", 0, 0, false,
+	  "Redis host (rate limits)" },
+	{ "REDIS_PORT", CFG_INT, F(redis_port), "6379", 1, 65535, false,
+	  "Redis port" },
+	{ "REDIS_PASSWORD", CFG_STRING, F(redis_password), "", 0, 0, true,
+	  "Redis password (empty = none)" },
+	{ "EDGE_RATE_LOGIN_PER_MIN", CFG_INT, F(rate_login), "10", 0, 1000000,
+	  false, "login/register requests a client address may make a minute "
+	  "(burst the same; 0 = no limit)" },
+	{ "EDGE_RATE_ACCOUNT_PER_MIN", CFG_INT, F(rate_account), "600", 0,
+	  1000000, false, "requests with a token an account may make a minute "
+	  "(burst the same; 0 = no limit)" },
+	{ "EDGE_RATE_ANON_PER_MIN", CFG_INT, F(rate_anon), "300", 0, 1000000,
+	  false, "requests without a token a client address may make a minute "
+	  "(burst the same; 0 = no limit)" },
 };
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -147,6 +169,8 @@ int main(void)
 	rpc_channel *account = NULL, *auth = NULL, *token = NULL;
 	edge_auth *tokens = NULL;
 	edge_auth_config ac;
+	edge_rl *limits = NULL;
+	edge_rl_config rlc;
 	edge_gateway *gw = NULL;
 	edge_http_server *http = NULL;
 	edge_http_config hc;
@@ -210,6 +234,17 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "token checks: %s", err);
 		goto out;
 	}
+	/* Rate limits in Redis; Redis being down is not a reason to exit
+	 * (the limits fail open until it answers). */
+	edge_rl_config_defaults(&rlc);
+	rlc.redis_host = cfg.redis_host;
+	rlc.redis_port = (int)cfg.redis_port;
+	rlc.redis_password = cfg.redis_password;
+	limits = edge_rl_new(&rlc, err, sizeof(err));
+	if (limits == NULL) {
+		rpc_log(RPC_LOG_ERROR, "main", "rate limits: %s", err);
+		goto out;
+	}
 	{
 		const edge_backend backends[] = {
 			{ &estore_account_v1_AccountService_service, account },
@@ -224,6 +259,10 @@ int main(void)
 		gc.openapi_json = edge_openapi_json;
 		gc.openapi_len = edge_openapi_json_len;
 		gc.auth = tokens;
+		gc.ratelimit = limits;
+		gc.rate_login_per_min = cfg.rate_login;
+		gc.rate_account_per_min = cfg.rate_account;
+		gc.rate_anon_per_min = cfg.rate_anon;
 		gw = edge_gateway_new(&gc, backends, 3, err, sizeof(err));
 	}
 	if (gw == NULL) {
@@ -262,6 +301,7 @@ out:
 	edge_gateway_free(gw);
 	edge_http_server_free(http);
 	edge_auth_free(tokens);
+	edge_rl_free(limits);
 	rpc_channel_free(account);
 	rpc_channel_free(auth);
 	rpc_channel_free(token);
