@@ -44,11 +44,13 @@ class EdgeCase(fixture.StackTestCase):
             raise
 
     def call(self, method, path, body=None, token=None, headers=None, raw=None,
-             timeout=15):
+             timeout=15, source=None):
         """One request on a fresh connection: (status, headers, parsed JSON
-        or None, raw body)."""
+        or None, raw body). source: the client's address (any 127/8
+        address reaches the edge's loopback port on Linux)."""
         c = http.client.HTTPConnection("127.0.0.1", self.stack.ports[fixture.EDGE],
-                                       timeout=timeout)
+                                       timeout=timeout,
+                                       source_address=(source, 0) if source else None)
         h = {"Content-Type": "application/json"} if body is not None or raw is not None else {}
         if token:
             h["Authorization"] = "Bearer " + token
@@ -419,6 +421,108 @@ class EdgeAuthTokenDownTest(EdgeCase):
             time.sleep(0.2)
         else:
             self.fail("the edge did not accept the token after the token service came back")
+
+
+class EdgeRateLimitTest(EdgeCase):
+    """Token buckets in Redis at the edge: per client address for Login and
+    Register, per account with a token, per address without one. Each
+    test uses its own client address or accounts, so buckets never
+    overlap between tests."""
+
+    EDGE_ENV = dict(EdgeCase.EDGE_ENV,
+                    EDGE_RATE_LOGIN_PER_MIN="3",
+                    EDGE_RATE_ACCOUNT_PER_MIN="5",
+                    EDGE_RATE_ANON_PER_MIN="120")
+
+    def login(self, source):
+        return self.call("POST", "/v1/auth/login",
+                         {"email": "rl-%s@example.com" % uuid.uuid4().hex[:12],
+                          "password": "not the password"}, source=source)
+
+    def assertLimited(self, got):
+        self.assertError(got, 429, 8, "rate limit exceeded")
+        self.assertGreaterEqual(int(got[1]["retry-after"]), 1)
+
+    def drain_anonymous(self, source):
+        """Spends the address's anonymous bucket (120 a minute, burst 120):
+        the 429 that ends it."""
+        for _ in range(400):
+            got = self.call("GET", "/.well-known/jwks.json", source=source)
+            if got[0] != 200:
+                self.assertLimited(got)
+                return got
+        self.fail("no 429 after 400 anonymous requests")
+
+    def test_login_limited_per_address(self):
+        for i in range(3):
+            st, _, _, raw = self.login("127.0.0.2")
+            self.assertEqual(st, 401, "login %d: %r" % (i + 1, raw))
+        got = self.login("127.0.0.2")
+        self.assertLimited(got)
+        self.assertIn("retry-after", got[1])
+        # Register shares the bucket; another address has its own.
+        self.assertLimited(self.call("POST", "/v1/auth/register",
+                                     {"email": "rl-x@example.com", "password": "x" * 20},
+                                     source="127.0.0.2"))
+        self.assertEqual(self.login("127.0.0.3")[0], 401)
+        # The bucket lives in Redis, and expires after two refills (3 a
+        # minute: 2 * 60 s) of idleness.
+        ttl = int(self.stack.redis("PTTL", "edge:rl:ip:127.0.0.2"))
+        self.assertGreater(ttl, 0)
+        self.assertLessEqual(ttl, 120000)
+
+    def test_account_limited_per_account(self):
+        pair, _, _ = self.stack.register()
+        other, _, _ = self.stack.register()
+        for i in range(5):
+            st, _, _, raw = self.call("GET", "/v1/accounts/me", token=pair.access_token)
+            self.assertEqual(st, 200, "request %d: %r" % (i + 1, raw))
+        self.assertLimited(self.call("GET", "/v1/accounts/me", token=pair.access_token))
+        st, _, _, raw = self.call("GET", "/v1/accounts/me", token=other.access_token)
+        self.assertEqual(st, 200, raw)
+
+    def test_bucket_refills(self):
+        got = self.drain_anonymous("127.0.0.4")
+        # 120 a minute: a token every 0.5 s.
+        self.assertEqual(got[1]["retry-after"], "1")
+        deadline = time.monotonic() + 3
+        time.sleep(0.5)
+        while True:
+            st = self.call("GET", "/.well-known/jwks.json", source="127.0.0.4")[0]
+            if st == 200:
+                break
+            self.assertLess(time.monotonic(), deadline, "no token after 3 s")
+            time.sleep(0.1)
+        # The token is taken: the next one waits again.
+        self.assertLimited(self.call("GET", "/.well-known/jwks.json", source="127.0.0.4"))
+
+    def test_unlimited_endpoints(self):
+        self.drain_anonymous("127.0.0.5")
+        for path in ("/healthz", "/readyz", "/openapi.json"):
+            with self.subTest(path):
+                self.assertEqual(self.call("GET", path, source="127.0.0.5")[0], 200)
+        st, _, _, _ = self.call("OPTIONS", "/v1/auth/login", source="127.0.0.5",
+                                headers={"Origin": ORIGIN,
+                                         "Access-Control-Request-Method": "POST"})
+        self.assertEqual(st, 204)
+
+    def test_redis_down_fails_open(self):
+        self.drain_anonymous("127.0.0.6")
+        self.stack.stop_redis()
+        try:
+            for i in range(5):
+                st, _, _, raw = self.call("GET", "/.well-known/jwks.json",
+                                          source="127.0.0.6")
+                self.assertEqual(st, 200, "request %d: %r" % (i + 1, raw))
+        finally:
+            self.stack.start_redis()
+        self.assertRegex(self.stack.log_tail(fixture.EDGE, 5000),
+                         "rate limits not enforced")
+        # Back: the bucket (saved with Redis) is still spent.
+        deadline = time.monotonic() + 10
+        while self.call("GET", "/.well-known/jwks.json", source="127.0.0.6")[0] != 429:
+            self.assertLess(time.monotonic(), deadline, "limits not back after Redis")
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":
