@@ -4,7 +4,8 @@
  * response out.
  *
  *   route (router.h) → request message from body, path variables and
- *   query (transcode.h) → the bearer token checked (auth.h) → async
+ *   query (transcode.h) → the bearer token checked (auth.h) and the
+ *   rate limit taken (ratelimit.h; see edge_gateway_config) → async
  *   call on the backend's channel with the request's deadline, its
  *   Authorization and X-Request-Id as metadata → reply as JSON, or the gRPC status as HTTP status + JSON error body
  *   (httpstatus.h).
