@@ -540,5 +540,32 @@ class EdgeRateLimitTest(EdgeCase):
             time.sleep(0.05)
 
 
+class EdgeDeadlineTest(EdgeCase):
+    EDGE_ENV = dict(EdgeCase.EDGE_ENV, EDGE_REQUEST_TIMEOUT_MS="1000")
+
+    def test_backend_that_hangs_gets_504(self):
+        import os
+        import signal
+        _, _, pair = self.register()
+        self.assertEqual(self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0], 200)
+        # A paused account service accepts the call and never answers: the
+        # edge's deadline ends it (and was sent on as grpc-timeout).
+        pid = self.stack.pid("account")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            got = self.call("GET", "/v1/accounts/me", token=pair["accessToken"])
+            elapsed = time.monotonic() - t0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertError(got, 504, 4)
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 5)
+        deadline = time.monotonic() + 10
+        while self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0] != 200:
+            self.assertLess(time.monotonic(), deadline, "no recovery after SIGCONT")
+            time.sleep(0.1)
+
+
 if __name__ == "__main__":
     fixture.main()
