@@ -134,15 +134,6 @@ static const cfg_var config_vars[] = {
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
 
-static void join_host_port(const char *host, long long port, char *out,
-			   size_t cap)
-{
-	if (strchr(host, ':') && host[0] != '[')
-		snprintf(out, cap, "[%s]:%lld", host, port);
-	else
-		snprintf(out, cap, "%s:%lld", host, port);
-}
-
 /* Splits "a, b,c" in place into at most `max` trimmed, non-empty items. */
 static size_t split_origins(char *s, const char **out, size_t max)
 {
@@ -207,11 +198,11 @@ int main(void)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	join_host_port(cfg.account_host, cfg.account_port, addr, sizeof(addr));
+	cfg_host_port(cfg.account_host, cfg.account_port, addr, sizeof(addr));
 	account = rpc_channel_new(addr, NULL);
-	join_host_port(cfg.auth_host, cfg.auth_port, addr, sizeof(addr));
+	cfg_host_port(cfg.auth_host, cfg.auth_port, addr, sizeof(addr));
 	auth = rpc_channel_new(addr, NULL);
-	join_host_port(cfg.token_host, cfg.token_port, addr, sizeof(addr));
+	cfg_host_port(cfg.token_host, cfg.token_port, addr, sizeof(addr));
 	token = rpc_channel_new(addr, NULL);
 	if (!account || !auth || !token) {
 		rpc_log(RPC_LOG_ERROR, "main", "bad service address or no memory");
@@ -285,7 +276,7 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "HTTP server: %s", err);
 		goto out;
 	}
-	join_host_port(cfg.listen_host, edge_http_server_port(http), addr,
+	cfg_host_port(cfg.listen_host, edge_http_server_port(http), addr,
 		       sizeof(addr));
 	rpc_log(RPC_LOG_INFO, "main", "listening on http://%s", addr);
 

@@ -117,16 +117,6 @@ static bool db_probe(void *user)
 	return pg_ping(p->svc->pool);
 }
 
-/* "host:port", bracketing IPv6 literals. */
-static void join_host_port(const char *host, long long port, char *out,
-			   size_t cap)
-{
-	if (strchr(host, ':') && host[0] != '[')
-		snprintf(out, cap, "[%s]:%lld", host, port);
-	else
-		snprintf(out, cap, "%s:%lld", host, port);
-}
-
 int main(void)
 {
 	static const char *const health_names[] = { SERVICE_NAME };
@@ -162,7 +152,7 @@ int main(void)
 	if (conninfo)
 		svc.pool = pg_pool_new(conninfo, SCHEMA, (int)cfg.db_pool_size);
 	atomic_init(&svc.ready, false);
-	join_host_port(cfg.token_host, cfg.token_port, token_addr,
+	cfg_host_port(cfg.token_host, cfg.token_port, token_addr,
 		       sizeof(token_addr));
 	token_ch = rpc_channel_new(token_addr, NULL);
 	rpc_server_config_defaults(&scfg);
@@ -176,7 +166,7 @@ int main(void)
 		goto out;
 	}
 
-	join_host_port(cfg.listen_host, cfg.port, addr, sizeof(addr));
+	cfg_host_port(cfg.listen_host, cfg.port, addr, sizeof(addr));
 	lidx = rpc_server_listen(srv, addr);
 	if (lidx < 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "cannot listen on %s: %s", addr,
@@ -218,7 +208,7 @@ int main(void)
 		rpc_server_wait(srv);
 		goto out;
 	}
-	join_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
+	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
 		       sizeof(addr));
 	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
 

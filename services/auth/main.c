@@ -125,16 +125,6 @@ static bool redis_probe(void *user)
 	return rds_ping(user);
 }
 
-/* "host:port", bracketing IPv6 literals. */
-static void join_host_port(const char *host, long long port, char *out,
-			   size_t cap)
-{
-	if (strchr(host, ':') && host[0] != '[')
-		snprintf(out, cap, "[%s]:%lld", host, port);
-	else
-		snprintf(out, cap, "%s:%lld", host, port);
-}
-
 /* The built-in list always; the configured file unless set to "". A file
  * that is named but missing is a configuration error: starting without
  * the list would silently weaken the policy. */
@@ -206,9 +196,9 @@ int main(void)
 		goto out;
 	}
 
-	join_host_port(cfg.account_host, cfg.account_port, account_addr,
+	cfg_host_port(cfg.account_host, cfg.account_port, account_addr,
 		       sizeof(account_addr));
-	join_host_port(cfg.token_host, cfg.token_port, token_addr,
+	cfg_host_port(cfg.token_host, cfg.token_port, token_addr,
 		       sizeof(token_addr));
 	cl = clients_new(&(clients_config){
 		.account_target = account_addr,
@@ -260,7 +250,7 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "cannot create the server");
 		goto out;
 	}
-	join_host_port(cfg.listen_host, cfg.port, addr, sizeof(addr));
+	cfg_host_port(cfg.listen_host, cfg.port, addr, sizeof(addr));
 	lidx = rpc_server_listen(srv, addr);
 	if (lidx < 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "cannot listen on %s: %s", addr,
@@ -296,7 +286,7 @@ int main(void)
 		rpc_server_wait(srv);
 		goto out;
 	}
-	join_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
+	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
 		       sizeof(addr));
 	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
 

@@ -414,3 +414,11 @@ void cfg_free(const cfg_var *vars, size_t n, void *cfg)
 		}
 	}
 }
+
+void cfg_host_port(const char *host, long long port, char *out, size_t cap)
+{
+	if (strchr(host, ':') && host[0] != '[')
+		snprintf(out, cap, "[%s]:%lld", host, port);
+	else
+		snprintf(out, cap, "%s:%lld", host, port);
+}

@@ -50,6 +50,10 @@ void cfg_log(const cfg_var *vars, size_t n, const void *cfg);
 /* Frees the strings cfg_load allocated. */
 void cfg_free(const cfg_var *vars, size_t n, void *cfg);
 
+/* "host:port" from a *_HOST and a *_PORT variable, bracketing an IPv6
+ * literal ("[::1]:50051"); cut short to cap bytes. */
+void cfg_host_port(const char *host, long long port, char *out, size_t cap);
+
 /* Reads KEY=VALUE lines from `path` into the environment without
  * overriding existing variables. Accepts "export KEY=VALUE", '#' comment
  * lines, " #" trailing comments on unquoted values, "double quotes" with

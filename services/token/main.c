@@ -194,13 +194,7 @@ int main(void)
 		fail("out of memory");
 		goto out;
 	}
-	/* An IPv6 literal needs brackets before the port. */
-	if (strchr(cfg.listen_host, ':') && cfg.listen_host[0] != '[')
-		snprintf(addr, sizeof(addr), "[%s]:%lld", cfg.listen_host,
-			 cfg.port);
-	else
-		snprintf(addr, sizeof(addr), "%s:%lld", cfg.listen_host,
-			 cfg.port);
+	cfg_host_port(cfg.listen_host, cfg.port, addr, sizeof(addr));
 	li = rpc_server_listen(srv, addr);
 	if (li < 0) {
 		fail("cannot listen on %s: %s", addr, rpc_strerror(li));
