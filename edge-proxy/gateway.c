@@ -158,42 +158,6 @@ static const char *allowed_origin(const edge_gateway *g, const char *origin)
 	return NULL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Form-decodes [p, p+n) ('+' is a space) into out (n+1 bytes); its length,
- * or -1 on a bad escape or a NUL. */
-static long form_decode(const char *p, size_t n, char *out)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-
-		if (c == '+') {
-			c = ' ';
-		} else if (c == '%') {
-			if (n - i < 3 || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0)
-				return -1;
-			c = (char)(hexval(p[i + 1]) << 4 | hexval(p[i + 2]));
-			i += 2;
-		}
-		if (c == '\0')
-			return -1;
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	return (long)o;
-}
-
 /* Applies ?a=1&b.c=x to msg. 0, or -1 with the reason in err. */
 static int apply_query(ProtobufCMessage *msg, const char *q, size_t len,
 		       char *err, size_t errlen)
@@ -214,8 +178,8 @@ static int apply_query(ProtobufCMessage *msg, const char *q, size_t len,
 		tc_error te;
 
 		if (stop > p) {
-			klen = form_decode(p, (size_t)((eq ? eq : stop) - p), key);
-			vlen = eq ? form_decode(eq + 1, (size_t)(stop - eq - 1), val) : 0;
+			klen = edge_url_decode(p, (size_t)((eq ? eq : stop) - p), key, true);
+			vlen = eq ? edge_url_decode(eq + 1, (size_t)(stop - eq - 1), val, true) : 0;
 			if (!eq)
 				val[0] = '\0';
 			if (klen < 0 || vlen < 0) {

@@ -317,36 +317,43 @@ static int hex(char c)
 	return -1;
 }
 
+long edge_url_decode(const char *p, size_t len, char *out, bool plus_is_space)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (c == '+' && plus_is_space) {
+			c = ' ';
+		} else if (c == '%') {
+			if (len - i < 3 || hex(p[i + 1]) < 0 || hex(p[i + 2]) < 0)
+				return -1;
+			c = (char)(hex(p[i + 1]) << 4 | hex(p[i + 2]));
+			i += 2;
+		}
+		if (c == '\0')
+			return -1;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
 /* Percent-decodes [p, p+len) into a new string; NULL on a bad escape or
  * a NUL (*bad set) or no memory. */
 static char *decode(const char *p, size_t len, bool *bad)
 {
 	char *out = malloc(len + 1);
-	size_t o = 0;
 
 	*bad = false;
 	if (out == NULL)
 		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		char c = p[i];
-
-		if (c == '%') {
-			if (len - i < 3 || hex(p[i + 1]) < 0 || hex(p[i + 2]) < 0) {
-				*bad = true;
-				free(out);
-				return NULL;
-			}
-			c = (char)(hex(p[i + 1]) << 4 | hex(p[i + 2]));
-			i += 2;
-		}
-		if (c == '\0') {
-			*bad = true;
-			free(out);
-			return NULL;
-		}
-		out[o++] = c;
+	if (edge_url_decode(p, len, out, false) < 0) {
+		*bad = true;
+		free(out);
+		return NULL;
 	}
-	out[o] = '\0';
 	return out;
 }
 

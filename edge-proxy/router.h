@@ -20,6 +20,7 @@
 #ifndef ESTORE_EDGE_ROUTER_H
 #define ESTORE_EDGE_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "rpc/service.h"
@@ -76,6 +77,12 @@ typedef enum edge_route_result {
 edge_route_result edge_router_match(const edge_router *r, const char *method,
 				    const char *path, size_t len, edge_match *m,
 				    char *allow, size_t allow_cap);
+
+/* Strict percent-decoding of [p, p+len) into out (len + 1 bytes; NUL-
+ * terminated): '+' becomes a space when plus_is_space (query strings).
+ * Returns the decoded length, or -1 on a bad escape ("%zz", a cut "%4")
+ * or a NUL byte, which no field may hold. */
+long edge_url_decode(const char *p, size_t len, char *out, bool plus_is_space);
 
 /* Frees the variable values of a match; safe on a zeroed match. */
 void edge_match_dispose(edge_match *m);

@@ -240,6 +240,11 @@ class ErrorsTest(EdgeCase):
         token = self.login_token(email, pw)
         self.assertError(self.call("PATCH", "/v1/accounts/me?noSuchField=1",
                                    {"displayName": "X"}, token=token), 400, 3, "noSuchField")
+        self.assertError(self.call("PATCH", "/v1/accounts/me?updateMask=%zz",
+                                   {"displayName": "X"}, token=token), 400, 3, "percent")
+        # '+' in a query is a space: "display name" is no field path.
+        self.assertError(self.call("PATCH", "/v1/accounts/me?updateMask=display+name",
+                                   {"displayName": "X"}, token=token), 400, 3)
 
 
 class HeadersTest(EdgeCase):

@@ -225,6 +225,23 @@ static void duplicate_routes_are_refused(void **state)
 	edge_router_free(edge_router_new(list, 1, err, sizeof(err)));
 }
 
+static void url_decoding(void **state)
+{
+	char out[32];
+
+	(void)state;
+	assert_int_equal(edge_url_decode("a%20b+c", 7, out, false), 5);
+	assert_string_equal(out, "a b+c");
+	assert_int_equal(edge_url_decode("a%20b+c", 7, out, true), 5);
+	assert_string_equal(out, "a b c");
+	assert_int_equal(edge_url_decode("%C3%a9", 6, out, true), 2);
+	assert_string_equal(out, "\xc3\xa9");
+	assert_int_equal(edge_url_decode("", 0, out, true), 0);
+	assert_int_equal(edge_url_decode("%zz", 3, out, true), -1);
+	assert_int_equal(edge_url_decode("ab%4", 4, out, true), -1);
+	assert_int_equal(edge_url_decode("a%00b", 5, out, true), -1);
+}
+
 static void the_contracts_route(void **state)
 {
 	const rpc_service_desc *list[] = {
@@ -274,6 +291,7 @@ int main(void)
 		cmocka_unit_test(bad_escapes_are_refused),
 		cmocka_unit_test(bad_tables_are_refused),
 		cmocka_unit_test(duplicate_routes_are_refused),
+		cmocka_unit_test(url_decoding),
 		cmocka_unit_test(the_contracts_route),
 	};
 
