@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "rpc/log.h"
+
 int edge_http_status(int code)
 {
 	switch (code) {
@@ -72,36 +74,24 @@ const char *edge_http_reason(int http_status)
  * U+FFFD, so jansson (which refuses invalid UTF-8) always gets a string. */
 static char *valid_utf8(const char *s)
 {
+	const unsigned char *u = (const unsigned char *)s;
 	size_t n = strlen(s), o = 0;
 	unsigned char *out = malloc(n * 3 + 1);
 
 	if (out == NULL)
 		return NULL;
 	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t need = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 :
-			      c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 99;
-		unsigned cp = need == 0 ? c : need == 1 ? c & 0x1f : need == 2 ? c & 0x0f : c & 0x07;
-		bool ok = need != 99 && n - i > need;
+		size_t k = rpc_utf8_len(u + i, n - i);
 
-		for (size_t k = 1; ok && k <= need; k++) {
-			if (((unsigned char)s[i + k] & 0xc0) != 0x80)
-				ok = false;
-			else
-				cp = cp << 6 | ((unsigned char)s[i + k] & 0x3f);
-		}
-		if (ok && ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
-			   (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff))
-			ok = false;
-		if (!ok) {
+		if (k == 0) {
 			memcpy(out + o, "\xef\xbf\xbd", 3);
 			o += 3;
 			i++;
 			continue;
 		}
-		memcpy(out + o, s + i, need + 1);
-		o += need + 1;
-		i += need + 1;
+		memcpy(out + o, u + i, k);
+		o += k;
+		i += k;
 	}
 	out[o] = '\0';
 	return (char *)out;

@@ -123,10 +123,7 @@ static void puts_lit(struct line *l, const char *s)
 	put(l, s, strlen(s));
 }
 
-/* Length of a well-formed UTF-8 sequence at s (at most n bytes), 0 if the
- * bytes are not valid UTF-8 (overlong, surrogate, beyond U+10FFFF,
- * truncated). */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t rpc_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 	size_t len;
@@ -193,7 +190,7 @@ static void put_json_str(struct line *l, const char *str)
 			put(l, (const char *)s + i, 1);
 			i++;
 		} else {
-			size_t k = utf8_len(s + i, n - i);
+			size_t k = rpc_utf8_len(s + i, n - i);
 			if (k) {
 				put(l, (const char *)s + i, k);
 				i += k;

@@ -8,6 +8,7 @@
 #define ESTORE_RPC_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum rpc_log_level {
 	RPC_LOG_DEBUG = 0,
@@ -37,6 +38,12 @@ void rpc_log_json_sink(void *user, rpc_log_level level, const char *component,
 		       const char *message);
 
 /* Parses "debug", "info", "warn", "error"; returns 0 or RPC_ERR_INVALID. */
+/* Length of the well-formed UTF-8 sequence at s (n >= 1 bytes
+ * available), 0 when the bytes are not valid UTF-8 (overlong, surrogate,
+ * beyond U+10FFFF, truncated). The log sink replaces what is not with
+ * U+FFFD; the wire check and the edge's error bodies use it too. */
+size_t rpc_utf8_len(const unsigned char *s, size_t n);
+
 int rpc_log_level_parse(const char *s, rpc_log_level *out);
 
 #endif

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rpc/log.h"
+
 enum {
 	WIRE_VARINT = 0,
 	WIRE_64BIT = 1,
@@ -38,42 +40,15 @@ enum { CLEAN, HAS_NUL, BAD_UTF8 };
  * NUL byte? */
 static int clean_utf8(const uint8_t *s, size_t n)
 {
-	size_t i = 0;
+	for (size_t i = 0; i < n;) {
+		size_t k;
 
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t need;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			if (c == 0)
-				return HAS_NUL;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
+		if (s[i] == 0)
+			return HAS_NUL;
+		k = rpc_utf8_len(s + i, n - i);
+		if (k == 0)
 			return BAD_UTF8;
-		}
-		if (n - i <= need)
-			return BAD_UTF8;
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return BAD_UTF8;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return BAD_UTF8;
-		i += need + 1;
+		i += k;
 	}
 	return CLEAN;
 }
