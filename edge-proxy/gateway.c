@@ -13,11 +13,13 @@
 
 #include "grpc/health/v1/health.rpc.h"
 #include "httpstatus.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "router.h"
 #include "rpc/log.h"
 #include "rpc/loop.h"
 #include "rpc/metadata.h"
+#include "rpc/timeout.h"
 #include "transcode.h"
 
 #define COMPONENT "edge"
@@ -31,6 +33,9 @@ struct edge_gateway {
 	edge_backend *backends;
 	size_t n_backends;
 	edge_router *router;
+	edge_metrics *metrics;
+	const rpc_service_desc **services;  /* the metrics' (owned) */
+	edge_http_server *server;         /* for the connection gauge */
 	pthread_mutex_t mu;
 	pthread_cond_t idle;
 	long in_flight;
@@ -45,6 +50,8 @@ typedef struct reply_ctx {
 	char method[16];
 	char path[160];             /* for the log line, cut short */
 	long long start_ns;
+	long long deadline_ns;      /* of the backend call (rpc_now_ns clock) */
+	int route;                  /* metrics label, edge_metrics_route */
 } reply_ctx;
 
 typedef struct call {
@@ -69,6 +76,36 @@ static void in_flight_add(edge_gateway *g, long d)
 	if (g->in_flight == 0)
 		pthread_cond_broadcast(&g->idle);
 	pthread_mutex_unlock(&g->mu);
+}
+
+/* One line a request, with the fields a log collector indexes; the
+ * request's metrics with it. */
+static void access_log(const reply_ctx *rc, int status, size_t bytes)
+{
+	long long took = rpc_now_ns() - rc->start_ns;
+	const char *ua = edge_http_header(rc->req, "user-agent");
+	char agent[128];
+
+	edge_metrics_request_done(rc->g->metrics, rc->route, status, took);
+	if (!rpc_log_enabled(RPC_LOG_INFO))
+		return;
+	snprintf(agent, sizeof(agent), "%s", ua ? ua : "");
+	{
+		rpc_log_field f[] = {
+			{ "request_id", rc->request_id, 0 },
+			{ "method", rc->method, 0 },
+			{ "path", rc->path, 0 },
+			{ "status", NULL, status },
+			{ "duration_us", NULL, took / 1000 },
+			{ "bytes", NULL, (long long)bytes },
+			{ "protocol", edge_http_version(rc->req) == 20 ? "HTTP/2" : "HTTP/1.1", 0 },
+			{ "peer", edge_http_peer(rc->req), 0 },
+			{ "user_agent", agent, 0 },
+		};
+
+		rpc_log_fields(RPC_LOG_INFO, "access", f, sizeof(f) / sizeof(f[0]),
+			       "%s %s %d", rc->method, rc->path, status);
+	}
 }
 
 /* Sends the response with the headers every response carries, plus
@@ -97,9 +134,7 @@ static void respond(reply_ctx *rc, int status, const char *content_type,
 	}
 	for (size_t i = 0; i < n_extra && n < MAX_HEADERS; i++)
 		h[n++] = extra[i];
-	rpc_log(RPC_LOG_INFO, COMPONENT, "%s %s %d %.1fms request_id=%s",
-		rc->method, rc->path, status,
-		(double)(rpc_now_ns() - rc->start_ns) / 1e6, rc->request_id);
+	access_log(rc, status, len);
 	edge_http_respond(rc->req, status, h, n, body, len);
 }
 
@@ -370,7 +405,10 @@ static void call_done(void *user, rpc_code code, const char *message,
 {
 	call *c = user;
 	edge_gateway *g = c->rc.g;
+	edge_backend *be = backend_of(g, c->route->method);
 
+	if (be)
+		edge_metrics_upstream(g->metrics, be->service, code);
 	if (code == RPC_OK) {
 		size_t len = 0;
 		char *json = reply_json(c->route, resp, &len);
@@ -400,10 +438,13 @@ static void call_done(void *user, rpc_code code, const char *message,
 			}
 			extra[n++] = (edge_http_header_kv){ "retry-after", retry };
 		}
-		if (code == RPC_UNAVAILABLE || code == RPC_INTERNAL)
-			rpc_log(RPC_LOG_WARN, COMPONENT, "%s: %s: %s (request_id=%s)",
+		if (code == RPC_UNAVAILABLE || code == RPC_INTERNAL) {
+			rpc_log_set_request_id(c->rc.request_id);
+			rpc_log(RPC_LOG_WARN, COMPONENT, "%s: %s: %s",
 				c->route->method->path, rpc_code_name(code),
-				message ? message : "", c->rc.request_id);
+				message ? message : "");
+			rpc_log_set_request_id(NULL);
+		}
 		respond_error(&c->rc, code, public_message(code, message), extra, n);
 	}
 	if (resp)
@@ -419,7 +460,7 @@ static void send_call(call *c)
 	edge_backend *be = backend_of(g, c->route->method);
 	rpc_call_opts opts = { 0 };
 
-	opts.timeout_ms = g->cfg.request_timeout_ms;
+	opts.deadline_ns = c->rc.deadline_ns;
 	opts.metadata = &c->md;
 	opts.trailers_out = &c->trailers;
 	if (be == NULL || rpc_channel_call_async(be->channel, c->route->method,
@@ -490,6 +531,7 @@ static void limit_done(void *user, bool allowed, long long retry_after_ms)
 	}
 	rc = c->rc;
 	call_free(c);
+	edge_metrics_rate_limited(g->metrics);
 	snprintf(retry, sizeof(retry), "%lld", edge_rl_retry_after_s(retry_after_ms));
 	{
 		edge_http_header_kv h[] = { { "retry-after", retry } };
@@ -538,8 +580,10 @@ static void auth_done(void *user, rpc_code code, const char *reason,
 	if (code == RPC_UNAUTHENTICATED) {
 		respond_unauthenticated(&rc, reason);
 	} else {
-		rpc_log(RPC_LOG_WARN, COMPONENT, "token not checked: %s (request_id=%s)",
-			reason ? reason : "", rc.request_id);
+		rpc_log_set_request_id(rc.request_id);
+		rpc_log(RPC_LOG_WARN, COMPONENT, "token not checked: %s",
+			reason ? reason : "");
+		rpc_log_set_request_id(NULL);
 		respond_error(&rc, RPC_UNAVAILABLE, public_message(RPC_UNAVAILABLE, NULL),
 			      NULL, 0);
 	}
@@ -566,6 +610,26 @@ static const char *bearer_token(const char *header, size_t *len)
 	return t;
 }
 
+/* The backend call's deadline: EDGE_REQUEST_TIMEOUT_MS from the request's
+ * arrival, or sooner when the client asks with a gRPC-style
+ * `grpc-timeout` header (as gRPC-Web and grpc-gateway clients send it).
+ * 0, or -1 when the header is malformed. */
+static int call_deadline(const edge_gateway *g, reply_ctx *rc)
+{
+	const char *asked = edge_http_header(rc->req, "grpc-timeout");
+	long long limit = g->cfg.request_timeout_ms * 1000000LL;
+	int64_t ns;
+
+	if (asked != NULL) {
+		if (rpc_timeout_parse(asked, strlen(asked), &ns) != 0)
+			return -1;
+		if (ns < limit)
+			limit = ns;
+	}
+	rc->deadline_ns = rc->start_ns + limit;
+	return 0;
+}
+
 static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 {
 	const rpc_http_route *route = m->route;
@@ -589,6 +653,12 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 						"be \"Bearer <token>\"");
 			return;
 		}
+	}
+	if (call_deadline(g, rc) != 0) {
+		respond_error(rc, RPC_INVALID_ARGUMENT, "grpc-timeout: expected "
+			      "1 to 8 digits and a unit (H, M, S, m, u, n), e.g. 500m",
+			      NULL, 0);
+		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -755,6 +825,25 @@ static void readyz(edge_gateway *g, reply_ctx *rc)
 	ready_release(rk, true, "edge");
 }
 
+/* ---- /metrics ---------------------------------------------------------------------- */
+
+static void serve_metrics(edge_gateway *g, reply_ctx *rc)
+{
+	size_t len = 0;
+	char *text;
+
+	rc->route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_METRICS);
+	text = edge_metrics_render(g->metrics,
+				   g->server ? edge_http_server_open_connections(g->server) : -1,
+				   &len);
+	if (text == NULL) {
+		respond_error(rc, RPC_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		return;
+	}
+	respond(rc, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, 0, text, len);
+	free(text);
+}
+
 /* ---- the handler ---------------------------------------------------------------------- */
 
 void edge_gateway_handle(edge_http_request *req, void *gateway)
@@ -767,6 +856,8 @@ void edge_gateway_handle(edge_http_request *req, void *gateway)
 	char allow[128];
 	edge_match m;
 
+	edge_metrics_request_started(g->metrics);
+	rc.route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_UNROUTED);
 	request_id(req, rc.request_id);
 	rc.cors_origin = allowed_origin(g, edge_http_header(req, "origin"));
 	snprintf(rc.method, sizeof(rc.method), "%s", method);
@@ -781,6 +872,7 @@ void edge_gateway_handle(edge_http_request *req, void *gateway)
 			{ "access-control-max-age", "600" },
 		};
 
+		rc.route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_PREFLIGHT);
 		respond(&rc, rc.cors_origin ? 204 : 403, NULL,
 			rc.cors_origin ? h : NULL, rc.cors_origin ? 3 : 0, NULL, 0);
 		return;
@@ -789,19 +881,27 @@ void edge_gateway_handle(edge_http_request *req, void *gateway)
 		if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
 			static const char ok[] = "{\"status\":\"ok\"}";
 
+			rc.route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_HEALTHZ);
 			respond(&rc, 200, "application/json", NULL, 0, ok, sizeof(ok) - 1);
 			return;
 		}
 		if (plen == 7 && memcmp(path, "/readyz", 7) == 0) {
+			rc.route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_READYZ);
 			readyz(g, &rc);
 			return;
 		}
 		if (plen == 13 && memcmp(path, "/openapi.json", 13) == 0 &&
 		    g->cfg.openapi_json != NULL) {
+			rc.route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_OPENAPI);
 			respond(&rc, 200, "application/json", NULL, 0,
 				g->cfg.openapi_json, g->cfg.openapi_len);
 			return;
 		}
+	}
+	if ((strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+	    plen == 8 && memcmp(path, "/metrics", 8) == 0) {
+		serve_metrics(g, &rc);
+		return;
 	}
 	switch (edge_router_match(g->router, strcmp(method, "HEAD") == 0 ? "GET" : method,
 				  path, plen, &m, allow, sizeof(allow))) {
@@ -828,6 +928,7 @@ void edge_gateway_handle(edge_http_request *req, void *gateway)
 		respond_error(&rc, RPC_NOT_FOUND, "no such route", NULL, 0);
 		return;
 	}
+	rc.route = edge_metrics_route(g->metrics, m.route);
 	start_call(g, &rc, &m);
 	edge_match_dispose(&m);
 }
@@ -839,7 +940,6 @@ edge_gateway *edge_gateway_new(const edge_gateway_config *cfg,
 			       char *err, size_t errlen)
 {
 	edge_gateway *g = calloc(1, sizeof(*g));
-	const rpc_service_desc **services = NULL;
 
 	if (g == NULL)
 		goto nomem;
@@ -847,22 +947,24 @@ edge_gateway *edge_gateway_new(const edge_gateway_config *cfg,
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->idle, NULL);
 	g->backends = calloc(n_backends ? n_backends : 1, sizeof(*g->backends));
-	services = calloc(n_backends ? n_backends : 1, sizeof(*services));
-	if (g->backends == NULL || services == NULL)
+	/* The metrics keep the service list: their labels are its routes. */
+	g->services = calloc(n_backends ? n_backends : 1, sizeof(*g->services));
+	if (g->backends == NULL || g->services == NULL)
 		goto nomem;
 	memcpy(g->backends, backends, n_backends * sizeof(*backends));
 	g->n_backends = n_backends;
 	for (size_t i = 0; i < n_backends; i++)
-		services[i] = backends[i].service;
-	g->router = edge_router_new(services, n_backends, err, errlen);
-	free(services);
+		g->services[i] = backends[i].service;
+	g->router = edge_router_new(g->services, n_backends, err, errlen);
 	if (g->router == NULL) {
 		edge_gateway_free(g);
 		return NULL;
 	}
+	g->metrics = edge_metrics_new(g->services, n_backends);
+	if (g->metrics == NULL)
+		goto nomem;
 	return g;
 nomem:
-	free(services);
 	snprintf(err, errlen, "out of memory");
 	edge_gateway_free(g);
 	return NULL;
@@ -877,8 +979,15 @@ void edge_gateway_free(edge_gateway *g)
 		pthread_cond_wait(&g->idle, &g->mu);
 	pthread_mutex_unlock(&g->mu);
 	edge_router_free(g->router);
+	edge_metrics_free(g->metrics);
+	free(g->services);
 	free(g->backends);
 	pthread_cond_destroy(&g->idle);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
+}
+
+void edge_gateway_set_server(edge_gateway *g, edge_http_server *server)
+{
+	g->server = server;
 }

@@ -78,6 +78,10 @@ edge_gateway *edge_gateway_new(const edge_gateway_config *cfg,
  * drained, before freeing the channels. */
 void edge_gateway_free(edge_gateway *g);
 
+/* The server whose open connections /metrics reports (borrowed; set it
+ * before the server starts). */
+void edge_gateway_set_server(edge_gateway *g, edge_http_server *server);
+
 /* The edge_http_handler: pass the gateway as `user`. */
 void edge_gateway_handle(edge_http_request *req, void *gateway);
 

@@ -1136,6 +1136,16 @@ int edge_http_server_port(const edge_http_server *s)
 	return s->port;
 }
 
+long edge_http_server_open_connections(edge_http_server *s)
+{
+	long n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->open_conns;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 static void close_listener(void *arg)
 {
 	edge_http_server *s = arg;

@@ -64,6 +64,9 @@ int edge_http_server_start(edge_http_server *s, char *err, size_t errlen);
 /* The port bound (useful with port 0). */
 int edge_http_server_port(const edge_http_server *s);
 
+/* Client connections open now (any thread). */
+long edge_http_server_open_connections(edge_http_server *s);
+
 /* Graceful stop: closes the listener, lets requests in flight be answered
  * for up to drain_ms (idle keep-alive connections close at once, HTTP/2
  * gets GOAWAY), then closes everything and joins the threads. */

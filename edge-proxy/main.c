@@ -272,6 +272,8 @@ int main(void)
 	hc.idle_timeout_ms = (int)cfg.idle_timeout_ms;
 	hc.max_connections = (int)cfg.max_connections;
 	http = edge_http_server_new(&hc, edge_gateway_handle, gw, err, sizeof(err));
+	if (http != NULL)
+		edge_gateway_set_server(gw, http);
 	if (http == NULL || edge_http_server_start(http, err, sizeof(err)) != 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "HTTP server: %s", err);
 		goto out;

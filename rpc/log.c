@@ -31,32 +31,59 @@ bool rpc_log_enabled(rpc_log_level level)
 	return g_sink && level >= g_min;
 }
 
-void rpc_log(rpc_log_level level, const char *component, const char *fmt, ...)
+static _Thread_local const char *t_request_id;
+
+void rpc_log_set_request_id(const char *request_id)
+{
+	t_request_id = request_id;
+}
+
+static void vlog(rpc_log_level level, const char *component,
+		 const rpc_log_field *fields, size_t n_fields, const char *fmt,
+		 va_list ap)
 {
 	char small[512];
 	char *msg = small;
+	va_list again;
+
+	/* Most lines fit on the stack; only long ones pay for a malloc. */
+	va_copy(again, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
+	if (n >= 0 && (size_t)n >= sizeof(small)) {
+		msg = malloc((size_t)n + 1);
+		if (msg)
+			vsnprintf(msg, (size_t)n + 1, fmt, again);
+	}
+	va_end(again);
+	if (n < 0 || !msg)
+		return;
+	g_sink(g_user, level, component, t_request_id, fields, n_fields, msg);
+	if (msg != small)
+		free(msg);
+}
+
+void rpc_log(rpc_log_level level, const char *component, const char *fmt, ...)
+{
 	va_list ap;
 
 	if (!rpc_log_enabled(level))
 		return;
-
-	/* Most lines fit on the stack; only long ones pay for a malloc. */
 	va_start(ap, fmt);
-	int n = vsnprintf(small, sizeof(small), fmt, ap);
+	vlog(level, component, NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n < 0)
+}
+
+void rpc_log_fields(rpc_log_level level, const char *component,
+		    const rpc_log_field *fields, size_t n_fields,
+		    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!rpc_log_enabled(level))
 		return;
-	if ((size_t)n >= sizeof(small)) {
-		msg = malloc((size_t)n + 1);
-		if (!msg)
-			return;
-		va_start(ap, fmt);
-		vsnprintf(msg, (size_t)n + 1, fmt, ap);
-		va_end(ap);
-	}
-	g_sink(g_user, level, component, msg);
-	if (msg != small)
-		free(msg);
+	va_start(ap, fmt);
+	vlog(level, component, fields, n_fields, fmt, ap);
+	va_end(ap);
 }
 
 static const char *const level_names[] = {
@@ -204,7 +231,8 @@ static void put_json_str(struct line *l, const char *str)
 }
 
 void rpc_log_json_sink(void *user, rpc_log_level level, const char *component,
-		       const char *message)
+		       const char *request_id, const rpc_log_field *fields,
+		       size_t n_fields, const char *message)
 {
 	char stack[1024];
 	struct line l = { .p = stack, .cap = sizeof(stack) };
@@ -231,6 +259,23 @@ void rpc_log_json_sink(void *user, rpc_log_level level, const char *component,
 	if (component) {
 		puts_lit(&l, ",\"component\":");
 		put_json_str(&l, component);
+	}
+	if (request_id) {
+		puts_lit(&l, ",\"request_id\":");
+		put_json_str(&l, request_id);
+	}
+	for (size_t i = 0; i < n_fields; i++) {
+		char num[24];
+
+		put(&l, ",", 1);
+		put_json_str(&l, fields[i].key);
+		put(&l, ":", 1);
+		if (fields[i].str) {
+			put_json_str(&l, fields[i].str);
+		} else {
+			snprintf(num, sizeof(num), "%lld", fields[i].num);
+			puts_lit(&l, num);
+		}
 	}
 	puts_lit(&l, ",\"msg\":");
 	put_json_str(&l, message ? message : "");

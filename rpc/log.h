@@ -17,8 +17,21 @@ typedef enum rpc_log_level {
 	RPC_LOG_ERROR = 3,
 } rpc_log_level;
 
+/* A structured field of a log line: a string, or a number when str is
+ * NULL. */
+typedef struct rpc_log_field {
+	const char *key;
+	const char *str;
+	long long num;
+} rpc_log_field;
+
+/* `fields` (n_fields of them, maybe 0) come with lines logged through
+ * rpc_log_fields; `request_id` is the calling thread's (see
+ * rpc_log_set_request_id) or NULL. */
 typedef void (*rpc_log_sink)(void *user, rpc_log_level level,
-			     const char *component, const char *message);
+			     const char *component, const char *request_id,
+			     const rpc_log_field *fields, size_t n_fields,
+			     const char *message);
 
 /* Installs the sink (NULL disables logging) and the minimum level.
  * Call before starting threads. */
@@ -32,10 +45,24 @@ bool rpc_log_enabled(rpc_log_level level);
 void rpc_log(rpc_log_level level, const char *component, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Sink writing {"ts":"...","level":"info","component":"...","msg":"..."}
- * lines to stdout; `user` is the program name added as "service". */
+/* Like rpc_log, with structured fields (an access-log line). */
+void rpc_log_fields(rpc_log_level level, const char *component,
+		    const rpc_log_field *fields, size_t n_fields,
+		    const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* The request this thread works for (NULL: none): every line logged from
+ * the thread carries it until it is cleared. The string is borrowed and
+ * must outlive its use; the RPC server sets it from a call's
+ * x-request-id around the handler. */
+void rpc_log_set_request_id(const char *request_id);
+
+/* Sink writing {"ts":"...","level":"info","service":"...","component":
+ * "...","request_id":"...",<fields>,"msg":"..."} lines to stdout; `user`
+ * is the program name added as "service". */
 void rpc_log_json_sink(void *user, rpc_log_level level, const char *component,
-		       const char *message);
+		       const char *request_id, const rpc_log_field *fields,
+		       size_t n_fields, const char *message);
 
 /* Parses "debug", "info", "warn", "error"; returns 0 or RPC_ERR_INVALID. */
 /* Length of the well-formed UTF-8 sequence at s (n >= 1 bytes

@@ -603,6 +603,21 @@ int rpc_stream_recv(rpc_stream *s, ProtobufCMessage **msg)
 /* ------------------------------------------------------------------ */
 /* worker pool                                                         */
 
+/* The caller's x-request-id for the handler's log lines, when it is short
+ * and plain (the edge sends such ids; anything else is not worth a log
+ * line's room). Borrowed from the call's metadata. */
+static const char *log_request_id(const struct rpc_ctx *call)
+{
+	size_t len = 0;
+	const char *id = rpc_ctx_metadata_get(call, "x-request-id", &len);
+
+	if (id == NULL || len == 0 || len > 64 ||
+	    strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		       "0123456789-_.") != len)
+		return NULL;
+	return id;
+}
+
 /*
  * Runs the handler of a call whose request message (unary and server
  * streaming) is `req`, then queues the reply and the final status. On the
@@ -651,8 +666,10 @@ static bool execute(struct rpc_ctx *call, struct msgbuf *req, bool on_io)
 		}
 		protobuf_c_message_init(d->output, out);
 	}
+	rpc_log_set_request_id(log_request_id(call));
 	code = d->invoke(call->method->impl, call, in, out,
 			 d->kind == RPC_UNARY ? NULL : &call->stream);
+	rpc_log_set_request_id(NULL);
 	if (code == RPC_OFFLOAD) {
 		call->on_io = false;
 		if (on_io)

@@ -273,6 +273,90 @@ class HeadersTest(EdgeCase):
         self.assertEqual(hdrs["access-control-allow-origin"], ORIGIN)
 
 
+def prometheus(text):
+    """{(name, frozenset(labels.items())): value} of a text exposition;
+    fails on any line that is not a comment, blank or a sample."""
+    import re
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = sample.match(line)
+        if not m:
+            raise AssertionError("not a Prometheus sample: %r" % line)
+        labels = dict(label.findall(m.group(2) or ""))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
+class ObservabilityTest(EdgeCase):
+    def metrics(self):
+        st, hdrs, _, raw = self.call("GET", "/metrics")
+        self.assertEqual(st, 200)
+        self.assertTrue(hdrs["content-type"].startswith("text/plain; version=0.0.4"))
+        return prometheus(raw.decode())
+
+    @staticmethod
+    def value(m, name, **labels):
+        return m.get((name, frozenset(labels.items())), 0.0)
+
+    def test_metrics_count_requests_by_route_and_status(self):
+        _, _, pair = self.register()
+        route = "GET /v1/accounts/{id}"  # "me" is an id
+        before = self.metrics()
+        for _ in range(3):
+            self.assertEqual(self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0], 200)
+        self.assertEqual(self.call("GET", "/v1/accounts/me")[0], 401)
+        self.assertEqual(self.call("GET", "/no/such/route")[0], 404)
+        after = self.metrics()
+        delta = lambda name, **l: self.value(after, name, **l) - self.value(before, name, **l)
+        self.assertEqual(delta("edge_http_requests_total", route=route, code="200"), 3)
+        self.assertEqual(delta("edge_http_requests_total", route=route, code="401"), 1)
+        self.assertEqual(delta("edge_http_requests_total", route="unrouted", code="404"), 1)
+        self.assertEqual(delta("edge_http_request_duration_seconds_count", route=route), 4)
+        self.assertEqual(delta("edge_http_request_duration_seconds_bucket", route=route, le="+Inf"), 4)
+        # Buckets are cumulative and end at the count.
+        bounds = sorted((float(dict(k[1])["le"]), v) for k, v in after.items()
+                        if k[0] == "edge_http_request_duration_seconds_bucket"
+                        and dict(k[1])["route"] == route)
+        counts = [v for _, v in bounds]
+        self.assertEqual(counts, sorted(counts))
+        self.assertEqual(counts[-1], self.value(after, "edge_http_request_duration_seconds_count", route=route))
+        self.assertEqual(delta("edge_upstream_responses_total",
+                               service="estore.account.v1.AccountService", code="OK"), 3)
+        # This very request is the one in flight.
+        self.assertEqual(self.value(after, "edge_http_requests_in_flight"), 1)
+        self.assertGreaterEqual(self.value(after, "edge_http_connections_open"), 1)
+        self.assertIn(("edge_upstream_errors_total",
+                       frozenset({"service": "estore.account.v1.AccountService"}.items())), after)
+
+    def test_access_log_line(self):
+        rid = "access-" + uuid.uuid4().hex[:16]
+        st, _, _, _ = self.call("GET", "/v1/accounts/me", headers={"X-Request-Id": rid,
+                                                                     "User-Agent": "estore-test/1"})
+        self.assertEqual(st, 401)
+        deadline = time.monotonic() + 5
+        line = None
+        while line is None and time.monotonic() < deadline:
+            for text in self.stack.log(fixture.EDGE).splitlines():
+                if rid in text and '"component":"access"' in text:
+                    line = json.loads(text)
+            time.sleep(0.05)
+        self.assertIsNotNone(line, "no access-log line for %s" % rid)
+        self.assertEqual(line["request_id"], rid)
+        self.assertEqual(line["method"], "GET")
+        self.assertEqual(line["path"], "/v1/accounts/me")
+        self.assertEqual(line["status"], 401)
+        self.assertEqual(line["protocol"], "HTTP/1.1")
+        self.assertEqual(line["user_agent"], "estore-test/1")
+        self.assertTrue(line["peer"].startswith("127.0.0.1:"))
+        self.assertIsInstance(line["duration_us"], int)
+        self.assertGreater(line["bytes"], 0)
+        self.assertEqual(line["level"], "info")
+
+
 class BackendDownTest(EdgeCase):
     def test_backend_down_then_back(self):
         email, pw, pair = self.register()
@@ -570,6 +654,30 @@ class EdgeDeadlineTest(EdgeCase):
         while self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0] != 200:
             self.assertLess(time.monotonic(), deadline, "no recovery after SIGCONT")
             time.sleep(0.1)
+
+    def test_client_deadline_is_honoured(self):
+        import signal
+        _, _, pair = self.register()
+        token = pair["accessToken"]
+        self.assertError(self.call("GET", "/v1/accounts/me", token=token,
+                                   headers={"grpc-timeout": "soon"}), 400, 3, "grpc-timeout")
+        self.assertError(self.call("GET", "/v1/accounts/me", token=token,
+                                   headers={"grpc-timeout": "123456789m"}), 400, 3)
+        # A longer wish than the edge allows is cut to the edge's limit.
+        self.assertEqual(self.call("GET", "/v1/accounts/me", token=token,
+                                   headers={"grpc-timeout": "1H"})[0], 200)
+        pid = self.stack.pid("account")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            got = self.call("GET", "/v1/accounts/me", token=token,
+                            headers={"grpc-timeout": "200m"})
+            elapsed = time.monotonic() - t0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertError(got, 504, 4)
+        self.assertGreaterEqual(elapsed, 0.15)
+        self.assertLess(elapsed, 0.9, "the client's 200 ms were not honoured")
 
 
 if __name__ == "__main__":

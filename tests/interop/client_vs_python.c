@@ -130,9 +130,14 @@ static int server_start(int port)
 /* The channel's connection events, interleaved with our results: what a
  * reader of a failed ctest log needs. */
 static void log_to_stderr(void *user, rpc_log_level level,
-			  const char *component, const char *message)
+			  const char *component, const char *request_id,
+			  const rpc_log_field *fields, size_t n_fields,
+			  const char *message)
 {
 	(void)user;
+	(void)request_id;
+	(void)fields;
+	(void)n_fields;
 	fprintf(stderr, "  [%d %s] %s\n", (int)level, component, message);
 }
 

@@ -370,10 +370,14 @@ static void test_dot_env_in_cwd(void **state)
 static char logged[4096];
 
 static void capture(void *user, rpc_log_level level, const char *component,
-		    const char *message)
+		    const char *request_id, const rpc_log_field *fields,
+		    size_t n_fields, const char *message)
 {
 	(void)user;
 	(void)level;
+	(void)request_id;
+	(void)fields;
+	(void)n_fields;
 	strncat(logged, component, sizeof(logged) - strlen(logged) - 1);
 	strncat(logged, " ", sizeof(logged) - strlen(logged) - 1);
 	strncat(logged, message, sizeof(logged) - strlen(logged) - 1);
