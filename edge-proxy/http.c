@@ -5,7 +5,8 @@
  * and every socket call is in this file.
  *
  *   acceptor loop: accept() → max_connections check → an I/O loop
- *   I/O loop:      recv() → sniff the first bytes (HTTP/2 preface or not)
+ *   I/O loop:      recv() (or SSL_read when the first byte was a TLS
+ *                  handshake) → sniff the first bytes (HTTP/2 preface or not)
  *                  → h1_feed / h2_feed → complete request → handler
  *   any thread:    edge_http_respond copies the response into the request
  *                  and posts it to the request's loop
@@ -36,8 +37,10 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 
 #include "httpstatus.h"
+#include "tls.h"
 
 #define READ_CHUNK 65536
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -79,6 +82,7 @@ struct edge_http_server {
 	int n_io;
 	struct http_core *core;
 	atomic_uint next_io;
+	SSL_CTX *tls;               /* NULL: cleartext only */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -135,6 +139,10 @@ static int config_check(const edge_http_config *cfg, char *err, size_t errlen)
 		bad = "max_connections";
 	else if (cfg->max_streams < 1)
 		bad = "max_streams";
+	else if (!cfg->tls_cert_file != !cfg->tls_key_file)
+		bad = "TLS configuration (a certificate needs its key and the reverse)";
+	else if (cfg->tls_required && !cfg->tls_cert_file)
+		bad = "TLS configuration (TLS required without a certificate)";
 	if (bad && err && errlen)
 		snprintf(err, errlen, "edge http: bad %s", bad);
 	return bad ? -1 : 0;
@@ -168,6 +176,7 @@ struct edge_http_request *http_req_new(struct http_conn *c, int version)
 	r->loop = c->io->loop;
 	r->conn = c;
 	r->version = version;
+	r->tls = c->ssl != NULL;
 	memcpy(r->peer, c->peer, sizeof(r->peer));
 	return r;
 }
@@ -418,6 +427,11 @@ int edge_http_version(const edge_http_request *r)
 	return r->version;
 }
 
+bool edge_http_tls(const edge_http_request *r)
+{
+	return r->tls;
+}
+
 bool edge_http_cancelled(const edge_http_request *r)
 {
 	return atomic_load(&((edge_http_request *)r)->cancelled);
@@ -574,10 +588,14 @@ void http_conn_read(struct http_conn *c, bool on)
 	if (on == c->reading)
 		return;
 	c->reading = on;
-	if (on)
+	if (on) {
 		event_add(c->rev, NULL);
-	else
+		/* Bytes TLS already took off the socket never wake the loop. */
+		if (c->ssl && SSL_pending(c->ssl) > 0)
+			event_active(c->rev, EV_READ, 0);
+	} else {
 		event_del(c->rev);
+	}
 }
 
 const char *http_conn_date(struct http_conn *c)
@@ -628,10 +646,82 @@ static void conn_close(struct http_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
+	if (c->ssl) {
+		/* A close_notify when it can go at once; never waited for. */
+		if (!c->tls_failed && !c->lingering && SSL_is_init_finished(c->ssl))
+			SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
 	close(c->fd);
 	free(c->out);
 	free(c);
 	server_note_closed(io->srv);
+}
+
+/* recv() or SSL_read: > 0 bytes, 0 at the end of the stream, or -1 with
+ * errno (EAGAIN: try again when the socket is readable, or writable when
+ * c->tls_want_write was set). Lingering, the bytes are only discarded,
+ * so TLS is not in the way. */
+static ssize_t conn_recv(struct http_conn *c, void *buf, size_t cap)
+{
+	int n;
+
+	if (!c->ssl || c->lingering)
+		return recv(c->fd, buf, cap, 0);
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, (int)(cap > INT32_MAX ? INT32_MAX : cap));
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_want_write = true;
+		event_add(c->wev, NULL);
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		/* The client left without a close_notify, or a socket error. */
+		c->tls_failed = true;
+		if (n == 0 || errno == 0)
+			return 0;
+		return -1;
+	default:
+		/* A failed handshake or a bad record: the client's problem,
+		 * told to it by OpenSSL's alert; ours is only to close. */
+		c->tls_failed = true;
+		ERR_clear_error();
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+/* send() or SSL_write, with send()'s return convention. */
+static ssize_t conn_send(struct http_conn *c, const void *p, size_t len)
+{
+	int n;
+
+	if (!c->ssl)
+		return send(c->fd, p, len, MSG_NOSIGNAL);
+	ERR_clear_error();
+	n = SSL_write(c->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->ssl, n)) {
+	case SSL_ERROR_WANT_WRITE:
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	default:
+		c->tls_failed = true;
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
+	}
 }
 
 /* Our side is done: FIN, then read and discard until the client closes
@@ -642,6 +732,10 @@ static void conn_linger(struct http_conn *c)
 		return;
 	c->lingering = true;
 	c->linger_until = http_now() + LINGER_MS * 1000000LL;
+	if (c->ssl && !c->tls_failed && SSL_is_init_finished(c->ssl)) {
+		SSL_shutdown(c->ssl);
+		ERR_clear_error();
+	}
 	shutdown(c->fd, SHUT_WR);
 	http_conn_read(c, true);
 }
@@ -653,8 +747,8 @@ static bool conn_flush(struct http_conn *c)
 {
 	for (;;) {
 		while (c->out_off < c->out_len) {
-			ssize_t n = send(c->fd, c->out + c->out_off,
-					 c->out_len - c->out_off, MSG_NOSIGNAL);
+			ssize_t n = conn_send(c, c->out + c->out_off,
+					      c->out_len - c->out_off);
 
 			if (n < 0) {
 				if (errno == EINTR)
@@ -708,9 +802,20 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
-	conn_finish(arg);
+	struct http_conn *c = arg;
+
+	if (c->tls_want_write) {
+		/* The handshake's output went out: read on (which may close
+		 * the connection, so nothing after it touches c). */
+		c->tls_want_write = false;
+		on_readable(fd, EV_READ, c);
+		return;
+	}
+	conn_finish(c);
 }
 
 static long long conn_deadline(struct http_conn *c)
@@ -808,33 +913,78 @@ static int conn_sniff(struct http_conn *c, uint8_t *p, size_t len)
 	return h1_feed(c, p, len + c->sniff_len);
 }
 
+/* A TLS connection's first byte is a handshake record (22): an HTTP
+ * request line or the HTTP/2 preface never starts so. Peeked, so that
+ * OpenSSL reads the ClientHello from the socket itself. 1: TLS set up,
+ * 0: cleartext, -1: close (an error, or cleartext where TLS is
+ * required), -2: nothing to read yet. */
+static int conn_detect_tls(struct http_conn *c)
+{
+	edge_http_server *s = c->io->srv;
+	unsigned char first;
+	ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
+	if (n == 0)
+		return -1;
+	if (first != 22)
+		return s->cfg.tls_required ? -1 : 0;
+	c->ssl = SSL_new(s->tls);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		ERR_clear_error();
+		return -1;
+	}
+	SSL_set_accept_state(c->ssl);
+	return 1;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
 	uint8_t *buf = c->io->readbuf + PREFACE_LEN;
-	ssize_t n = recv(fd, buf, READ_CHUNK, 0);
 	int rc = 0;
 
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (n <= 0) {
-		/* The client is gone (or done, when we linger): whatever it
-		 * still waits for is cancelled. */
-		conn_close(c);
-		return;
+	(void)fd;
+	(void)what;
+	if (c->proto == PROTO_SNIFF && c->sniff_len == 0 && !c->ssl &&
+	    c->io->srv->tls) {
+		int t = conn_detect_tls(c);
+
+		if (t == -2)
+			return;
+		if (t < 0) {
+			conn_close(c);
+			return;
+		}
 	}
-	if (c->lingering)
-		return;
-	if (c->proto == PROTO_SNIFF)
-		rc = conn_sniff(c, buf, (size_t)n);
-	else if (c->proto == PROTO_H1)
-		rc = h1_feed(c, buf, (size_t)n);
-	else
-		rc = h2_feed(c, buf, (size_t)n);
-	if (rc < 0 || c->dead) {
-		conn_close(c);
-		return;
-	}
+	/* TLS may hold a whole record's bytes after one read, which the
+	 * socket no longer signals: read until it has none (or the
+	 * protocol stops reading). */
+	do {
+		ssize_t n = conn_recv(c, buf, READ_CHUNK);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			break;
+		if (n <= 0) {
+			/* The client is gone (or done, when we linger):
+			 * whatever it still waits for is cancelled. */
+			conn_close(c);
+			return;
+		}
+		if (c->lingering)
+			return;
+		if (c->proto == PROTO_SNIFF)
+			rc = conn_sniff(c, buf, (size_t)n);
+		else if (c->proto == PROTO_H1)
+			rc = h1_feed(c, buf, (size_t)n);
+		else
+			rc = h2_feed(c, buf, (size_t)n);
+		if (rc < 0 || c->dead) {
+			conn_close(c);
+			return;
+		}
+	} while (c->ssl && c->reading && SSL_pending(c->ssl) > 0);
 	http_conn_mark_dirty(c);
 }
 
@@ -922,15 +1072,21 @@ static void reject(int fd)
 {
 	char head[256], sink[4096];
 	size_t blen = 0;
+	ssize_t got;
 	char *body = edge_error_body(RPC_UNAVAILABLE, "too many connections", &blen);
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 503 %s\r\ncontent-type: application/json\r\n"
 			 "content-length: %zu\r\nconnection: close\r\n\r\n",
 			 edge_http_reason(503), body ? blen : 0);
 
-	while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+	got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+	while (got > 0 && recv(fd, sink + 1, sizeof(sink) - 1, MSG_DONTWAIT) > 0)
 		;
-	if (send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n && body)
+	/* A TLS client (its first byte a handshake record) could not read a
+	 * cleartext 503: it gets the close alone. */
+	if (got > 0 && (unsigned char)sink[0] == 22)
+		n = 0;
+	if (n > 0 && send(fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n && body)
 		(void)!send(fd, body, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(body);
 	shutdown(fd, SHUT_WR);
@@ -997,6 +1153,20 @@ edge_http_server *edge_http_server_new(const edge_http_config *cfg,
 	s->cfg = *cfg;
 	snprintf(s->host, sizeof(s->host), "%s", cfg->host);
 	s->cfg.host = s->host;
+	/* The files are read now: the strings need not outlive this call. */
+	if (cfg->tls_cert_file) {
+		char why[512];
+
+		s->tls = edge_tls_context_new(cfg->tls_cert_file, cfg->tls_key_file,
+					      why, sizeof(why));
+		if (s->tls == NULL) {
+			if (err && errlen)
+				snprintf(err, errlen, "edge http: %s", why);
+			free(s);
+			return NULL;
+		}
+	}
+	s->cfg.tls_cert_file = s->cfg.tls_key_file = NULL;
 	s->lim.max_header_bytes = cfg->max_header_bytes;
 	s->lim.max_body_bytes = cfg->max_body_bytes;
 	s->lim.header_timeout_ms = cfg->header_timeout_ms;
@@ -1253,6 +1423,7 @@ void edge_http_server_free(edge_http_server *s)
 		close(s->listen_fd);
 	rpc_loop_free(s->accept_loop);
 	core_unref(s->core);
+	SSL_CTX_free(s->tls);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);

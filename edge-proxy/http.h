@@ -1,6 +1,7 @@
 /*
  * http.h - the edge proxy's HTTP server: HTTP/1.1 with keep-alive and
- * HTTP/2 over cleartext with prior knowledge (h2c), on one port. It reads
+ * HTTP/2 over cleartext with prior knowledge (h2c), on one port, and both
+ * over TLS (h2 chosen by ALPN) when a certificate is configured. It reads
  * whole requests (headers and body, within the limits below), hands each
  * to one handler, and writes the response the handler gives back, from
  * whatever thread it gives it.
@@ -41,6 +42,13 @@ typedef struct edge_http_config {
 	int idle_timeout_ms;       /* default 60000 */
 	int max_connections;       /* default 10000 */
 	int max_streams;           /* HTTP/2 concurrent streams; default 100 */
+	/* TLS on the same port: a connection whose first byte is a TLS
+	 * handshake record gets TLS (ALPN offers h2 and http/1.1), the
+	 * others cleartext HTTP/1.1 or h2c as before, unless tls_required
+	 * (then they are closed). Both files PEM; NULL = no TLS. */
+	const char *tls_cert_file; /* certificate chain, leaf first */
+	const char *tls_key_file;
+	bool tls_required;
 } edge_http_config;
 
 /* Fills the defaults above. */
@@ -94,6 +102,8 @@ const uint8_t *edge_http_body(const edge_http_request *r, size_t *len);
 const char *edge_http_peer(const edge_http_request *r);
 /* 11 for HTTP/1.1 (and 1.0), 20 for HTTP/2. */
 int edge_http_version(const edge_http_request *r);
+/* True when the request came over TLS. */
+bool edge_http_tls(const edge_http_request *r);
 /* True once the client has gone away (connection closed, stream reset):
  * the handler may give up early; it must still respond (the response is
  * then dropped). Any thread. */

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "http.h"
 #include "rpc/loop.h"
 
@@ -59,6 +61,7 @@ struct edge_http_request {
 	 * NUL-terminated, and is capped by max_header_bytes (plus the
 	 * terminators). */
 	int version;                /* 11 or 20 */
+	bool tls;
 	bool http10;                /* HTTP/1.0: keep-alive only if asked */
 	bool head;
 	char *hbuf;
@@ -107,6 +110,9 @@ struct http_conn {
 	size_t sniff_len;
 	struct h1_conn *h1;
 	struct h2_conn *h2;
+	SSL *ssl;            /* TLS: every byte in and out goes through it */
+	bool tls_want_write; /* SSL_read must write first (handshake) */
+	bool tls_failed;     /* fatal TLS error: no close_notify */
 	uint8_t *out;
 	size_t out_len, out_off, out_cap;
 	long long accepted_at, last_write;

@@ -61,6 +61,9 @@ struct config {
 	long long rate_login;
 	long long rate_account;
 	long long rate_anon;
+	char *tls_cert_file;
+	char *tls_key_file;
+	bool tls_required;
 };
 
 #define F(field) offsetof(struct config, field)
@@ -70,7 +73,7 @@ static const cfg_var config_vars[] = {
 	{ "LISTEN_HOST", CFG_STRING, F(listen_host), "0.0.0.0", 0, 0, false,
 	  "address to listen on" },
 	{ "EDGE_PORT", CFG_INT, F(port), "8080", 0, 65535, false,
-	  "HTTP port (HTTP/1.1 and h2c)" },
+	  "HTTP port (HTTP/1.1 and h2c; TLS too with EDGE_TLS_CERT_FILE)" },
 	{ "EDGE_IO_THREADS", CFG_INT, F(io_threads), "2", 1, 64, false,
 	  "HTTP event-loop threads" },
 	{ "EDGE_MAX_BODY_BYTES", CFG_INT, F(max_body), "1048576", 1, 1 << 30,
@@ -130,6 +133,13 @@ static const cfg_var config_vars[] = {
 	{ "EDGE_RATE_ANON_PER_MIN", CFG_INT, F(rate_anon), "300", 0, 1000000,
 	  false, "requests without a token a client address may make a minute "
 	  "(burst the same; 0 = no limit)" },
+	{ "EDGE_TLS_CERT_FILE", CFG_STRING, F(tls_cert_file), "", 0, 0, false,
+	  "PEM certificate chain: TLS (h2 or HTTP/1.1 by ALPN) on EDGE_PORT "
+	  "beside cleartext (empty = no TLS)" },
+	{ "EDGE_TLS_KEY_FILE", CFG_STRING, F(tls_key_file), "", 0, 0, false,
+	  "PEM private key of EDGE_TLS_CERT_FILE" },
+	{ "EDGE_TLS_REQUIRED", CFG_BOOL, F(tls_required), "false", 0, 0, false,
+	  "close cleartext connections (needs EDGE_TLS_CERT_FILE)" },
 };
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -271,6 +281,9 @@ int main(void)
 	hc.body_timeout_ms = (int)cfg.body_timeout_ms;
 	hc.idle_timeout_ms = (int)cfg.idle_timeout_ms;
 	hc.max_connections = (int)cfg.max_connections;
+	hc.tls_cert_file = cfg.tls_cert_file[0] ? cfg.tls_cert_file : NULL;
+	hc.tls_key_file = cfg.tls_key_file[0] ? cfg.tls_key_file : NULL;
+	hc.tls_required = cfg.tls_required;
 	http = edge_http_server_new(&hc, edge_gateway_handle, gw, err, sizeof(err));
 	if (http != NULL)
 		edge_gateway_set_server(gw, http);

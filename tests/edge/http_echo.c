@@ -2,7 +2,7 @@
  * http_echo.c - edge_http_server with a handler that describes each
  * request back as JSON, for test_http.py:
  *
- *   {"method", "path", "query", "body", "version", "peer", "headers": {...}}
+ *   {"method", "path", "query", "body", "version", "tls", "peer", "headers": {...}}
  *
  * "headers" holds the ECHOED ones present (the contract looks headers up
  * by name; it has no iteration). Special paths:
@@ -70,6 +70,7 @@ static json_t *describe(const edge_http_request *r)
 	json_object_set_new(j, "body", b ? b : json_null());
 	json_object_set_new(j, "body_len", json_integer((json_int_t)blen));
 	json_object_set_new(j, "version", json_integer(edge_http_version(r)));
+	json_object_set_new(j, "tls", json_boolean(edge_http_tls(r)));
 	json_object_set_new(j, "peer", json_string(edge_http_peer(r)));
 	for (size_t i = 0; i < sizeof(ECHOED) / sizeof(ECHOED[0]); i++) {
 		const char *v = edge_http_header(r, ECHOED[i]);
@@ -207,6 +208,12 @@ int main(int argc, char **argv)
 			cfg.max_connections = flag_int(v, 1, 1 << 24, f);
 		else if (!strcmp(f, "--max-streams"))
 			cfg.max_streams = flag_int(v, 1, 1 << 20, f);
+		else if (!strcmp(f, "--tls-cert"))
+			cfg.tls_cert_file = v;
+		else if (!strcmp(f, "--tls-key"))
+			cfg.tls_key_file = v;
+		else if (!strcmp(f, "--tls-required"))
+			cfg.tls_required = flag_int(v, 0, 1, f) == 1;
 		else if (!strcmp(f, "--drain-ms"))
 			drain_ms = flag_int(v, 0, 1 << 30, f);
 		else {

@@ -78,6 +78,8 @@ class Echo:
             self.proc.kill()
             self.proc.wait()
             return "hung"
+        finally:
+            self.proc.stdout.close()
 
     def connect(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=IO_TIMEOUT)
@@ -407,6 +409,170 @@ class Limits(unittest.TestCase):
         self.assertEqual(result["connection"], "close")
         self.assertEqual(echo.stop(), 0)
         self.assertLess(time.monotonic() - t0, 5)
+
+
+class Tls(unittest.TestCase):
+    """TLS on the same port as cleartext: HTTP/1.1 and h2 (ALPN) through
+    Python's ssl, python3-h2 and curl; a broken handshake costs only its
+    connection; tls_required closes cleartext ones."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.dir = tempfile.mkdtemp(prefix="estore-tls-")
+        cls.cert = os.path.join(cls.dir, "cert.pem")
+        cls.key = os.path.join(cls.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", cls.key, "-out", cls.cert, "-days", "2",
+                        "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       check=True, capture_output=True, timeout=30)
+        cls.echo = Echo("--tls-cert", cls.cert, "--tls-key", cls.key,
+                        "--max-body", str(4 << 20))
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.echo.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        if rc != 0:
+            raise AssertionError("edge-http-echo exited with %r" % rc)
+
+    def context(self, alpn):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.cert)
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    def https(self, alpn=("http/1.1",), port=None):
+        return http.client.HTTPSConnection("127.0.0.1", port or self.echo.port,
+                                           timeout=IO_TIMEOUT,
+                                           context=self.context(list(alpn) if alpn else None))
+
+    def test_http1_keep_alive_over_tls(self):
+        c = self.https()
+        for i in range(3):
+            c.request("GET", "/t?i=%d" % i)
+            r = c.getresponse()
+            j = json.loads(r.read())
+            self.assertEqual(r.status, 200)
+            self.assertEqual((j["query"], j["version"], j["tls"]), ("i=%d" % i, 11, True))
+        self.assertEqual(c.sock.selected_alpn_protocol(), "http/1.1")
+        c.close()
+
+    def test_without_alpn(self):
+        c = self.https(alpn=None)
+        c.request("GET", "/plain-tls")
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIsNone(c.sock.selected_alpn_protocol())
+        c.close()
+
+    def test_big_bodies_cross_many_records(self):
+        body = os.urandom(1 << 20).hex().encode()[: 3 << 20]
+        c = self.https()
+        c.request("POST", "/big", body=body)
+        r = c.getresponse()
+        j = json.loads(r.read())
+        self.assertEqual(r.status, 200)
+        self.assertEqual(j["body_len"], len(body))
+        self.assertEqual(j["body"], body.decode())
+        c.close()
+
+    def test_cleartext_beside_tls(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.echo.port, timeout=IO_TIMEOUT)
+        c.request("GET", "/clear")
+        j = json.loads(c.getresponse().read())
+        self.assertEqual((j["version"], j["tls"]), (11, False))
+        c.close()
+
+    @unittest.skipUnless(HAVE_H2, "python3-h2 not installed")
+    def test_h2_by_alpn(self):
+        sock = self.context(["h2", "http/1.1"]).wrap_socket(
+            socket.create_connection(("127.0.0.1", self.echo.port), timeout=IO_TIMEOUT),
+            server_hostname="localhost")
+        self.assertEqual(sock.selected_alpn_protocol(), "h2")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        streams = {}
+        for i in range(4):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":path", "/s%d" % i),
+                                    (":scheme", "https"), (":authority", "localhost")],
+                              end_stream=True)
+            streams[sid] = b""
+        sock.sendall(conn.data_to_send())
+        done, status = set(), {}
+        deadline = time.monotonic() + IO_TIMEOUT
+        while len(done) < len(streams) and time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status[ev.stream_id] = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    streams[ev.stream_id] += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    done.add(ev.stream_id)
+            sock.sendall(conn.data_to_send())
+        sock.close()
+        self.assertEqual(len(done), 4)
+        for sid, body in streams.items():
+            j = json.loads(body)
+            self.assertEqual(status[sid], b"200")
+            self.assertEqual((j["version"], j["tls"]), (20, True))
+
+    @unittest.skipUnless(HAVE_CURL_H2, "curl with HTTP/2 is needed")
+    def test_curl_negotiates_h2(self):
+        p = subprocess.run(["curl", "-s", "--cacert", self.cert, "--http2",
+                            "-w", "\n%{http_code} %{http_version}",
+                            "https://127.0.0.1:%d/curl" % self.echo.port],
+                           capture_output=True, timeout=20)
+        body, _, tail = p.stdout.rpartition(b"\n")
+        self.assertEqual(tail.decode(), "200 2")
+        self.assertTrue(json.loads(body)["tls"])
+
+    def test_broken_handshake_costs_only_its_connection(self):
+        s = socket.create_connection(("127.0.0.1", self.echo.port), timeout=IO_TIMEOUT)
+        # A handshake record header, then nonsense.
+        s.sendall(b"\x16\x03\x01\x00\x20" + b"\x00" * 32)
+        self.assertTrue(closed(s))
+        s.close()
+        s = socket.create_connection(("127.0.0.1", self.echo.port), timeout=IO_TIMEOUT)
+        s.sendall(b"\x16\x03")     # and a client that stops mid-record
+        s.close()
+        c = self.https()
+        c.request("GET", "/after")
+        self.assertEqual(c.getresponse().status, 200)
+        c.close()
+
+    def test_tls_required_closes_cleartext(self):
+        echo = Echo("--tls-cert", self.cert, "--tls-key", self.key, "--tls-required", "1")
+        try:
+            s = socket.create_connection(("127.0.0.1", echo.port), timeout=IO_TIMEOUT)
+            s.sendall(request_bytes("GET", "/clear"))
+            self.assertTrue(closed(s))
+            s.close()
+            c = self.https(port=echo.port)
+            c.request("GET", "/secure")
+            self.assertEqual(c.getresponse().status, 200)
+            c.close()
+        finally:
+            self.assertEqual(echo.stop(), 0)
+
+    def test_bad_certificate_configuration_is_refused(self):
+        for flags, want in (
+                (["--tls-cert", self.cert], b"certificate needs its key"),
+                (["--tls-cert", self.cert, "--tls-key", self.cert], b"cannot use the key"),
+                (["--tls-cert", os.path.join(self.dir, "none.pem"), "--tls-key", self.key],
+                 b"cannot use the certificate"),
+                (["--tls-required", "1"], b"TLS required without a certificate")):
+            p = subprocess.run([SERVER, *flags], capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 1, flags)
+            self.assertIn(want, p.stderr, flags)
 
 
 def curl(*args, timeout=20):
