@@ -99,6 +99,7 @@ static void access_log(const reply_ctx *rc, int status, size_t bytes)
 			{ "duration_us", NULL, took / 1000 },
 			{ "bytes", NULL, (long long)bytes },
 			{ "protocol", edge_http_version(rc->req) == 20 ? "HTTP/2" : "HTTP/1.1", 0 },
+			{ "scheme", edge_http_tls(rc->req) ? "https" : "http", 0 },
 			{ "peer", edge_http_peer(rc->req), 0 },
 			{ "user_agent", agent, 0 },
 		};

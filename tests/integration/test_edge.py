@@ -350,6 +350,7 @@ class ObservabilityTest(EdgeCase):
         self.assertEqual(line["path"], "/v1/accounts/me")
         self.assertEqual(line["status"], 401)
         self.assertEqual(line["protocol"], "HTTP/1.1")
+        self.assertEqual(line["scheme"], "http")
         self.assertEqual(line["user_agent"], "estore-test/1")
         self.assertTrue(line["peer"].startswith("127.0.0.1:"))
         self.assertIsInstance(line["duration_us"], int)
