@@ -681,5 +681,63 @@ class EdgeDeadlineTest(EdgeCase):
         self.assertLess(elapsed, 0.9, "the client's 200 ms were not honoured")
 
 
+class EdgeDeadlinePropagationTest(EdgeCase):
+    """What the service is given, seen by a third-party gRPC server (Python
+    grpcio) standing in for the account service: the deadline as
+    grpc-timeout, the client's Authorization and the request id."""
+    EDGE_ENV = dict(EdgeCase.EDGE_ENV, EDGE_REQUEST_TIMEOUT_MS="7000")
+
+    @classmethod
+    def setUpClass(cls):
+        from concurrent import futures
+        import grpc
+        fixture.load_stubs()
+        acc, acc_grpc = fixture.pb2("account"), fixture.pb2_grpc("account")
+
+        class Standin(acc_grpc.AccountServiceServicer):
+            def GetAccount(self, request, context):
+                md = dict(context.invocation_metadata())
+                # display_name: the seconds left; email: what came along.
+                return acc.Account(id=request.id,
+                                   display_name="%.3f" % context.time_remaining(),
+                                   email="%s|%s" % (md.get("x-request-id", ""),
+                                                    md.get("authorization", "")))
+
+        cls.standin = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        acc_grpc.add_AccountServiceServicer_to_server(Standin(), cls.standin)
+        port = cls.standin.add_insecure_port("127.0.0.1:0")
+        cls.standin.start()
+        cls.EDGE_ENV = dict(cls.EDGE_ENV, ACCOUNT_API_PORT=str(port))
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.standin.stop(0)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.standin.stop(0)
+
+    def test_deadline_token_and_request_id_reach_the_service(self):
+        _, _, pair = self.register()
+        token = pair["accessToken"]
+        st, _, body, raw = self.call("GET", "/v1/accounts/me", token=token,
+                                     headers={"X-Request-Id": "deadline-check-1"})
+        self.assertEqual(st, 200, raw)
+        left = float(body["displayName"])
+        self.assertGreater(left, 5.0)
+        self.assertLessEqual(left, 7.0)
+        self.assertEqual(body["email"], "deadline-check-1|Bearer " + token)
+        st, _, body, raw = self.call("GET", "/v1/accounts/me", token=token,
+                                     headers={"grpc-timeout": "2S"})
+        self.assertEqual(st, 200, raw)
+        left = float(body["displayName"])
+        self.assertGreater(left, 0.5)
+        self.assertLessEqual(left, 2.0)
+
+
 if __name__ == "__main__":
     fixture.main()
