@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "router.h"
+#include "rpc/arena.h"
 #include "rpc/log.h"
 #include "rpc/loop.h"
 #include "rpc/metadata.h"
@@ -57,6 +58,9 @@ typedef struct reply_ctx {
 typedef struct call {
 	reply_ctx rc;
 	const rpc_http_route *route;
+	/* The request message and all it holds: one arena, dropped whole. */
+	rpc_arena *arena;
+	ProtobufCAllocator alloc;
 	ProtobufCMessage *msg;
 	rpc_metadata md;
 	rpc_metadata trailers;
@@ -195,8 +199,8 @@ static const char *allowed_origin(const edge_gateway *g, const char *origin)
 }
 
 /* Applies ?a=1&b.c=x to msg. 0, or -1 with the reason in err. */
-static int apply_query(ProtobufCMessage *msg, const char *q, size_t len,
-		       char *err, size_t errlen)
+static int apply_query(ProtobufCMessage *msg, ProtobufCAllocator *alloc,
+		       const char *q, size_t len, char *err, size_t errlen)
 {
 	const char *p = q, *end = q + len;
 	char *key = malloc(len + 1), *val = malloc(len + 1);
@@ -224,7 +228,7 @@ static int apply_query(ProtobufCMessage *msg, const char *q, size_t len,
 			}
 			if (klen > 0 &&
 			    tc_merge_field_from_string(msg, key, val, (size_t)vlen,
-						       NULL, NULL, &te) != 0) {
+						       alloc, NULL, &te) != 0) {
 				snprintf(err, errlen, "query parameter %s", te.message);
 				goto out;
 			}
@@ -239,11 +243,12 @@ out:
 }
 
 /* The request message from the body (per the route's `body`), the query
- * and the path variables. 0, or the gRPC code of the failure (with the
- * HTTP status implied) and its reason in err. */
+ * and the path variables, all allocated from `alloc` (the call's arena:
+ * nothing to free on failure). 0, or the gRPC code of the failure (with
+ * the HTTP status implied) and its reason in err. */
 static int build_request(const rpc_http_route *route, edge_http_request *req,
-			 const edge_match *m, ProtobufCMessage **out,
-			 char *err, size_t errlen)
+			 const edge_match *m, ProtobufCAllocator *alloc,
+			 ProtobufCMessage **out, char *err, size_t errlen)
 {
 	const ProtobufCMessageDescriptor *in = route->method->input;
 	const uint8_t *body;
@@ -266,10 +271,10 @@ static int build_request(const rpc_http_route *route, edge_http_request *req,
 	}
 	if (strcmp(route->body, "*") == 0) {
 		if (tc_from_json(in, body_len ? (const char *)body : "{}",
-				 body_len ? body_len : 2, NULL, NULL, &msg, &te) != 0)
+				 body_len ? body_len : 2, alloc, NULL, &msg, &te) != 0)
 			goto bad_json;
 	} else {
-		msg = malloc(in->sizeof_message);
+		msg = alloc->alloc(alloc->allocator_data, in->sizeof_message);
 		if (msg == NULL)
 			goto nomem;
 		protobuf_c_message_init(in, msg);
@@ -284,31 +289,27 @@ static int build_request(const rpc_http_route *route, edge_http_request *req,
 			    f->label == PROTOBUF_C_LABEL_REPEATED) {
 				snprintf(err, errlen, "route body %s is not a message field",
 					 route->body);
-				protobuf_c_message_free_unpacked(msg, NULL);
 				return RPC_INTERNAL;
 			}
 			if (tc_from_json(f->descriptor,
 					 body_len ? (const char *)body : "{}",
-					 body_len ? body_len : 2, NULL, NULL, &sub,
+					 body_len ? body_len : 2, alloc, NULL, &sub,
 					 &te) != 0)
 				goto bad_json;
 			*(ProtobufCMessage **)((char *)msg + f->offset) = sub;
 		}
 		q = edge_http_query(req, &qlen);
 		if (q != NULL && qlen > 0 &&
-		    apply_query(msg, q, qlen, err, errlen) != 0) {
-			protobuf_c_message_free_unpacked(msg, NULL);
+		    apply_query(msg, alloc, q, qlen, err, errlen) != 0)
 			return RPC_INVALID_ARGUMENT;
-		}
 	}
 	/* Path variables last: the URL names the resource, whatever the body
 	 * or the query say. */
 	for (size_t i = 0; i < m->n_vars; i++) {
 		if (tc_merge_field_from_string(msg, m->vars[i].field, m->vars[i].value,
-					       strlen(m->vars[i].value), NULL,
+					       strlen(m->vars[i].value), alloc,
 					       NULL, &te) != 0) {
 			snprintf(err, errlen, "path: %s", te.message);
-			protobuf_c_message_free_unpacked(msg, NULL);
 			return te.code == TC_ERR_NOMEM ? RPC_RESOURCE_EXHAUSTED :
 							 RPC_INVALID_ARGUMENT;
 		}
@@ -316,8 +317,6 @@ static int build_request(const rpc_http_route *route, edge_http_request *req,
 	*out = msg;
 	return 0;
 bad_json:
-	if (msg)
-		protobuf_c_message_free_unpacked(msg, NULL);
 	if (te.code == TC_ERR_NOMEM)
 		goto nomem;
 	snprintf(err, errlen, "%s", te.message);
@@ -363,8 +362,7 @@ static edge_backend *backend_of(edge_gateway *g, const rpc_method_desc *m)
 
 static void call_free(call *c)
 {
-	if (c->msg)
-		protobuf_c_message_free_unpacked(c->msg, NULL);
+	rpc_arena_free(c->arena);
 	rpc_metadata_dispose(&c->md);
 	rpc_metadata_dispose(&c->trailers);
 	free(c);
@@ -662,15 +660,19 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 		return;
 	}
 	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
+	/* Most requests fit the first block: one allocation for the
+	 * message, its strings and submessages. */
+	if (c == NULL || (c->arena = rpc_arena_new(1024)) == NULL) {
+		free(c);
 		respond_error(rc, RPC_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
 		return;
 	}
+	rpc_arena_pb_allocator(c->arena, &c->alloc);
 	c->rc = *rc;
 	c->route = route;
 	rpc_metadata_init(&c->md);
 	rpc_metadata_init(&c->trailers);
-	code = build_request(route, rc->req, m, &c->msg, err, sizeof(err));
+	code = build_request(route, rc->req, m, &c->alloc, &c->msg, err, sizeof(err));
 	if (code == -415) {
 		call_free(c);
 		size_t len = 0;
