@@ -9,7 +9,6 @@
  */
 #include "metrics.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,17 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/metrics.h"
 #include "rpc/status.h"
 
 #define STATUS_MIN 100
 #define N_STATUS 500
-
-/* Upper bounds in seconds; a request at or under a bound counts in it. */
-static const double BOUNDS[] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-	0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-};
-#define N_BOUNDS (sizeof(BOUNDS) / sizeof(BOUNDS[0]))
 
 static const char *const OWN_LABELS[EDGE_N_OWN_ROUTES] = {
 	[EDGE_ROUTE_HEALTHZ] = "/healthz",
@@ -40,9 +33,7 @@ static const char *const OWN_LABELS[EDGE_N_OWN_ROUTES] = {
 
 struct route_series {
 	_Atomic uint64_t status[N_STATUS];
-	_Atomic uint64_t buckets[N_BOUNDS];  /* not cumulative: per bound */
-	_Atomic uint64_t count;
-	_Atomic uint64_t sum_ns;
+	rpc_latency latency;
 };
 
 struct edge_metrics {
@@ -117,26 +108,15 @@ void edge_metrics_request_done(edge_metrics *m, int route, int status,
 			       long long duration_ns)
 {
 	struct route_series *r;
-	double seconds;
-	size_t b = 0;
 
 	if (route < 0 || (size_t)route >= m->n_routes)
 		route = edge_metrics_own_route(m, EDGE_ROUTE_UNROUTED);
 	r = &m->routes[route];
 	if (status < STATUS_MIN || status >= STATUS_MIN + N_STATUS)
 		status = 500;
-	if (duration_ns < 0)
-		duration_ns = 0;
-	seconds = (double)duration_ns / 1e9;
-	while (b < N_BOUNDS && seconds > BOUNDS[b])
-		b++;
 	atomic_fetch_add_explicit(&r->status[status - STATUS_MIN], 1,
 				  memory_order_relaxed);
-	if (b < N_BOUNDS)
-		atomic_fetch_add_explicit(&r->buckets[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->sum_ns, (uint64_t)duration_ns,
-				  memory_order_relaxed);
+	rpc_latency_observe(&r->latency, duration_ns);
 	atomic_fetch_sub_explicit(&m->in_flight, 1, memory_order_relaxed);
 }
 
@@ -160,46 +140,6 @@ void edge_metrics_rate_limited(edge_metrics *m)
 }
 
 /* ---- the text form ------------------------------------------------------- */
-
-struct text {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void add(struct text *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			t->oom = true;
-			return;
-		}
-		if ((size_t)n < t->cap - t->len) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t cap = (t->cap + (size_t)n + 1) * 2;
-		char *p = realloc(t->p, cap);
-
-		if (p == NULL) {
-			t->oom = true;
-			return;
-		}
-		t->p = p;
-		t->cap = cap;
-	}
-}
 
 static uint64_t load(const _Atomic uint64_t *v)
 {
@@ -233,77 +173,55 @@ static void route_label(const edge_metrics *m, size_t i, char *out, size_t cap)
 char *edge_metrics_render(const edge_metrics *m, long open_connections,
 			  size_t *len)
 {
-	struct text t = { 0 };
-	char label[256];
+	rpc_text t = { 0 };
+	char label[256], labels[300];
 
-	t.cap = 16384;
-	t.p = malloc(t.cap);
-	if (t.p == NULL)
-		return NULL;
-	t.p[0] = '\0';
-
-	add(&t, "# HELP edge_http_requests_total HTTP requests answered, by route and status.\n"
-		"# TYPE edge_http_requests_total counter\n");
+	rpc_text_printf(&t, "# HELP edge_http_requests_total HTTP requests answered, by route and status.\n"
+			"# TYPE edge_http_requests_total counter\n");
 	for (size_t i = 0; i < m->n_routes; i++) {
 		route_label(m, i, label, sizeof(label));
 		for (int s = 0; s < N_STATUS; s++) {
 			uint64_t v = load(&m->routes[i].status[s]);
 
 			if (v)
-				add(&t, "edge_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-				    label, s + STATUS_MIN, (unsigned long long)v);
+				rpc_text_printf(&t, "edge_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+						label, s + STATUS_MIN, (unsigned long long)v);
 		}
 	}
 
-	add(&t, "# HELP edge_http_request_duration_seconds Time from a whole request "
-		"received to its response handed to the connection.\n"
-		"# TYPE edge_http_request_duration_seconds histogram\n");
+	rpc_text_printf(&t, "# HELP edge_http_request_duration_seconds Time from a whole request "
+			"received to its response handed to the connection.\n"
+			"# TYPE edge_http_request_duration_seconds histogram\n");
 	for (size_t i = 0; i < m->n_routes; i++) {
-		const struct route_series *r = &m->routes[i];
-		uint64_t count = load(&r->count), cum = 0;
-
-		if (count == 0)
-			continue;
 		route_label(m, i, label, sizeof(label));
-		for (size_t b = 0; b < N_BOUNDS; b++) {
-			cum += load(&r->buckets[b]);
-			add(&t, "edge_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-			    label, BOUNDS[b], (unsigned long long)cum);
-		}
-		/* Read apart from the buckets: +Inf never undercounts them. */
-		if (count < cum)
-			count = cum;
-		add(&t, "edge_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
-			"edge_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-			"edge_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-		    label, (unsigned long long)count, label,
-		    (double)load(&r->sum_ns) / 1e9, label,
-		    (unsigned long long)count);
+		snprintf(labels, sizeof(labels), "route=\"%s\"", label);
+		rpc_latency_write(&t, "edge_http_request_duration_seconds", labels,
+				  &m->routes[i].latency);
 	}
 
-	add(&t, "# HELP edge_http_requests_in_flight Requests received and not yet answered.\n"
-		"# TYPE edge_http_requests_in_flight gauge\n"
-		"edge_http_requests_in_flight %ld\n",
-	    atomic_load_explicit(&m->in_flight, memory_order_relaxed));
+	rpc_text_printf(&t, "# HELP edge_http_requests_in_flight Requests received and not yet answered.\n"
+			"# TYPE edge_http_requests_in_flight gauge\n"
+			"edge_http_requests_in_flight %ld\n",
+			atomic_load_explicit(&m->in_flight, memory_order_relaxed));
 	if (open_connections >= 0)
-		add(&t, "# HELP edge_http_connections_open Client connections open.\n"
-			"# TYPE edge_http_connections_open gauge\n"
-			"edge_http_connections_open %ld\n", open_connections);
+		rpc_text_printf(&t, "# HELP edge_http_connections_open Client connections open.\n"
+				"# TYPE edge_http_connections_open gauge\n"
+				"edge_http_connections_open %ld\n", open_connections);
 
-	add(&t, "# HELP edge_upstream_responses_total Replies from the services, by gRPC code.\n"
-		"# TYPE edge_upstream_responses_total counter\n");
+	rpc_text_printf(&t, "# HELP edge_upstream_responses_total Replies from the services, by gRPC code.\n"
+			"# TYPE edge_upstream_responses_total counter\n");
 	for (size_t s = 0; s < m->n_services; s++)
 		for (int c = 0; c <= RPC_CODE_MAX; c++) {
 			uint64_t v = load(&m->upstream[s * (RPC_CODE_MAX + 1) + (size_t)c]);
 
 			if (v)
-				add(&t, "edge_upstream_responses_total{service=\"%s\",code=\"%s\"} %llu\n",
-				    m->services[s]->name, rpc_code_name((rpc_code)c),
-				    (unsigned long long)v);
+				rpc_text_printf(&t, "edge_upstream_responses_total{service=\"%s\",code=\"%s\"} %llu\n",
+						m->services[s]->name, rpc_code_name((rpc_code)c),
+						(unsigned long long)v);
 		}
-	add(&t, "# HELP edge_upstream_errors_total Calls a service failed "
-		"(unavailable, deadline exceeded, internal, unknown, data loss, unimplemented).\n"
-		"# TYPE edge_upstream_errors_total counter\n");
+	rpc_text_printf(&t, "# HELP edge_upstream_errors_total Calls a service failed "
+			"(unavailable, deadline exceeded, internal, unknown, data loss, unimplemented).\n"
+			"# TYPE edge_upstream_errors_total counter\n");
 	for (size_t s = 0; s < m->n_services; s++) {
 		static const int failed[] = {
 			RPC_UNAVAILABLE, RPC_DEADLINE_EXCEEDED, RPC_INTERNAL,
@@ -313,17 +231,13 @@ char *edge_metrics_render(const edge_metrics *m, long open_connections,
 
 		for (size_t k = 0; k < sizeof(failed) / sizeof(failed[0]); k++)
 			v += load(&m->upstream[s * (RPC_CODE_MAX + 1) + (size_t)failed[k]]);
-		add(&t, "edge_upstream_errors_total{service=\"%s\"} %llu\n",
-		    m->services[s]->name, (unsigned long long)v);
+		rpc_text_printf(&t, "edge_upstream_errors_total{service=\"%s\"} %llu\n",
+				m->services[s]->name, (unsigned long long)v);
 	}
-	add(&t, "# HELP edge_ratelimit_rejected_total Requests refused with 429 by the edge's rate limits.\n"
-		"# TYPE edge_ratelimit_rejected_total counter\n"
-		"edge_ratelimit_rejected_total %llu\n",
-	    (unsigned long long)load(&m->rate_limited));
-	if (t.oom) {
-		free(t.p);
-		return NULL;
-	}
-	*len = t.len;
-	return t.p;
+	rpc_text_printf(&t, "# HELP edge_ratelimit_rejected_total Requests refused with 429 by the edge's rate limits.\n"
+			"# TYPE edge_ratelimit_rejected_total counter\n"
+			"edge_ratelimit_rejected_total %llu\n",
+			(unsigned long long)load(&m->rate_limited));
+	rpc_process_metrics_write(&t);
+	return rpc_text_take(&t, len);
 }

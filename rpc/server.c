@@ -39,6 +39,7 @@
 #include "rpc/codec.h"
 #include "rpc/log.h"
 #include "rpc/loop.h"
+#include "rpc/metrics.h"
 #include "rpc/percent.h"
 #include "rpc/reflection.h"
 #include "rpc/server_private.h"
@@ -98,6 +99,12 @@ struct job_queue {
 	bool stop;
 };
 
+/* Per method: how its calls ended, and how long they took. */
+struct rpc_method_stats {
+	_Atomic uint64_t by_code[RPC_CODE_MAX + 1];
+	rpc_latency latency;
+};
+
 struct rpc_server {
 	rpc_server_config cfg;
 	struct listener listeners[MAX_LISTENERS];
@@ -128,6 +135,10 @@ struct rpc_server {
 	bool forced;                  /* drain timeout cancelled calls */
 	int open_conns;
 	struct event *drain_ev;
+
+	/* Calls to a path no method serves, by the code they got. */
+	_Atomic uint64_t unrouted[RPC_CODE_MAX + 1];
+	_Atomic long calls_in_flight;
 };
 
 static void conn_mark_dirty(struct conn *c);
@@ -187,6 +198,8 @@ static struct rpc_ctx *call_new(struct conn *c, int32_t stream_id)
 	call->stream_id = stream_id;
 	call->stream.ctx = call;
 	call->status = RPC_OK;
+	call->start_ns = rpc_now_ns();
+	atomic_fetch_add_explicit(&call->srv->calls_in_flight, 1, memory_order_relaxed);
 	rpc_msg_reader_init(&call->reader, call->srv->cfg.max_recv_msg);
 	rpc_metadata_init(&call->md_in);
 	rpc_metadata_init(&call->hdr_out);
@@ -212,10 +225,31 @@ static void msg_list_free(struct msgbuf *m)
 	}
 }
 
+/* The call's place in the metrics, once it is over: the status it was
+ * sent, or CANCELLED when the stream ended without one. */
+static void call_count(struct rpc_ctx *call)
+{
+	rpc_server *srv = call->srv;
+	rpc_code code = call->finished_io ? call->final_code : RPC_CANCELLED;
+
+	if ((unsigned)code > RPC_CODE_MAX)
+		code = RPC_UNKNOWN;
+	if (call->method && call->method->stats) {
+		atomic_fetch_add_explicit(&call->method->stats->by_code[code], 1,
+					  memory_order_relaxed);
+		rpc_latency_observe(&call->method->stats->latency,
+				    rpc_now_ns() - call->start_ns);
+	} else {
+		atomic_fetch_add_explicit(&srv->unrouted[code], 1, memory_order_relaxed);
+	}
+	atomic_fetch_sub_explicit(&srv->calls_in_flight, 1, memory_order_relaxed);
+}
+
 static void call_unref(struct rpc_ctx *call)
 {
 	if (atomic_fetch_sub_explicit(&call->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	call_count(call);
 	msg_list_free(call->in_head);
 	msg_list_free(call->out_head);
 	rpc_msg_reader_dispose(&call->reader);
@@ -903,6 +937,7 @@ static void submit_trailers_only(struct rpc_ctx *call, const char *http_status,
 	int rc = 0;
 
 	call->finished_io = true;
+	call->final_code = code;
 	call->headers_sent = true;
 	rc |= nv_push(&l, MAKE_NV(":status", http_status, strlen(http_status)));
 	rc |= nv_push(&l, MAKE_NV("content-type", CT_GRPC, sizeof(CT_GRPC) - 1));
@@ -932,6 +967,7 @@ static void submit_trailers(struct rpc_ctx *call)
 	int rc;
 
 	call->finished_io = true;
+	call->final_code = call->status;
 	/* handler_done is set, so the worker no longer touches these. */
 	rc = nv_push_status(&l, call->status, call->status_msg);
 	rc |= nv_push_md(&l, &call->trl_out);
@@ -1032,6 +1068,7 @@ static void call_submit_ready(struct rpc_ctx *call)
 							  call->stream_id,
 							  NGHTTP2_INTERNAL_ERROR);
 				call->finished_io = true;
+				call->final_code = RPC_INTERNAL;
 			}
 			call->headers_sent = true;
 		}
@@ -2025,10 +2062,14 @@ int rpc_server_add_method(rpc_server *srv, const rpc_service_desc *svc,
 		return RPC_ERR_NOMEM;
 	if (add_service(srv, svc))
 		return RPC_ERR_NOMEM;
+	struct rpc_method_stats *stats = calloc(1, sizeof(*stats));
+
+	if (!stats)
+		return RPC_ERR_NOMEM;
 	for (j = hash_path(m->path) & (srv->methods_cap - 1); srv->methods[j].desc;
 	     j = (j + 1) & (srv->methods_cap - 1))
 		;
-	srv->methods[j] = (struct reg_method){ svc, m, impl, user, false };
+	srv->methods[j] = (struct reg_method){ svc, m, impl, user, false, stats };
 	srv->n_methods++;
 	return 0;
 }
@@ -2342,6 +2383,8 @@ void rpc_server_free(rpc_server *srv)
 			close(srv->listeners[i].fd);
 	rpc_loop_free(srv->accept_loop);
 	rpc_health_free(srv->health);
+	for (size_t i = 0; i < srv->methods_cap; i++)
+		free(srv->methods[i].stats);
 	free(srv->methods);
 	free(srv->services);
 	free(srv->workers);
@@ -2350,4 +2393,77 @@ void rpc_server_free(rpc_server *srv)
 	pthread_mutex_destroy(&srv->state_lock);
 	pthread_cond_destroy(&srv->state_cond);
 	free(srv);
+}
+
+/* ------------------------------------------------------------------ */
+/* metrics                                                             */
+
+/* The names grpc-go's Prometheus interceptors use, so dashboards made for
+ * them read estore's services too. */
+void rpc_server_metrics_write(rpc_server *srv, rpc_text *t)
+{
+	static const char *const kind_names[] = {
+		[RPC_UNARY] = "unary",
+		[RPC_CLIENT_STREAMING] = "client_stream",
+		[RPC_SERVER_STREAMING] = "server_stream",
+		[RPC_BIDI_STREAMING] = "bidi_stream",
+	};
+	char labels[512];
+	int conns;
+
+	rpc_text_printf(t, "# HELP grpc_server_handled_total RPCs completed on the server, "
+			   "by method and status code.\n"
+			   "# TYPE grpc_server_handled_total counter\n");
+	for (size_t i = 0; i < srv->methods_cap; i++) {
+		const struct reg_method *m = &srv->methods[i];
+
+		if (!m->desc || !m->stats)
+			continue;
+		for (int c = 0; c <= RPC_CODE_MAX; c++) {
+			uint64_t v = atomic_load_explicit(&m->stats->by_code[c],
+							  memory_order_relaxed);
+
+			if (v)
+				rpc_text_printf(t, "grpc_server_handled_total{grpc_type=\"%s\","
+						   "grpc_service=\"%s\",grpc_method=\"%s\","
+						   "grpc_code=\"%s\"} %llu\n",
+						kind_names[m->desc->kind], m->svc->name,
+						m->desc->name, rpc_code_name((rpc_code)c),
+						(unsigned long long)v);
+		}
+	}
+	for (int c = 0; c <= RPC_CODE_MAX; c++) {
+		uint64_t v = atomic_load_explicit(&srv->unrouted[c], memory_order_relaxed);
+
+		if (v)
+			rpc_text_printf(t, "grpc_server_handled_total{grpc_type=\"unknown\","
+					   "grpc_service=\"unknown\",grpc_method=\"unknown\","
+					   "grpc_code=\"%s\"} %llu\n",
+					rpc_code_name((rpc_code)c), (unsigned long long)v);
+	}
+	rpc_text_printf(t, "# HELP grpc_server_handling_seconds Time from a call's "
+			   "headers to its end.\n"
+			   "# TYPE grpc_server_handling_seconds histogram\n");
+	for (size_t i = 0; i < srv->methods_cap; i++) {
+		const struct reg_method *m = &srv->methods[i];
+
+		if (!m->desc || !m->stats)
+			continue;
+		snprintf(labels, sizeof(labels),
+			 "grpc_type=\"%s\",grpc_service=\"%s\",grpc_method=\"%s\"",
+			 kind_names[m->desc->kind], m->svc->name, m->desc->name);
+		rpc_latency_write(t, "grpc_server_handling_seconds", labels,
+				  &m->stats->latency);
+	}
+	pthread_mutex_lock(&srv->state_lock);
+	conns = srv->open_conns;
+	pthread_mutex_unlock(&srv->state_lock);
+	rpc_text_printf(t, "# HELP grpc_server_calls_in_flight Calls started and not ended.\n"
+			   "# TYPE grpc_server_calls_in_flight gauge\n"
+			   "grpc_server_calls_in_flight %ld\n"
+			   "# HELP grpc_server_connections_open Client connections open.\n"
+			   "# TYPE grpc_server_connections_open gauge\n"
+			   "grpc_server_connections_open %d\n",
+			atomic_load_explicit(&srv->calls_in_flight, memory_order_relaxed),
+			conns);
 }

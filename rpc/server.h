@@ -233,4 +233,14 @@ int rpc_stream_recv(rpc_stream *s, ProtobufCMessage **msg);
 /* The call a stream belongs to. */
 rpc_ctx *rpc_stream_ctx(rpc_stream *s);
 
+/* ---- metrics ----------------------------------------------------------- */
+
+struct rpc_text;
+
+/* Appends the server's Prometheus series: grpc_server_handled_total
+ * {grpc_type, grpc_service, grpc_method, grpc_code}, the
+ * grpc_server_handling_seconds histogram per method, calls in flight and
+ * open connections (rpc/metrics.h). Any thread, once methods are added. */
+void rpc_server_metrics_write(rpc_server *srv, struct rpc_text *t);
+
 #endif

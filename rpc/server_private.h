@@ -37,6 +37,7 @@ struct reg_method {
 	void (*impl)(void);
 	void *user;
 	bool inline_ok;                         /* runs on the I/O thread */
+	struct rpc_method_stats *stats;         /* owned; survives rehashing */
 };
 
 struct rpc_stream {
@@ -66,6 +67,7 @@ struct rpc_ctx {
 	bool dispatched;                        /* handed to the pool */
 	bool on_io;                             /* handler running inline */
 	bool finished_io;                       /* final status submitted */
+	rpc_code final_code;                    /* the status sent, once finished_io */
 	bool headers_sent;
 	bool data_deferred;
 	bool notify_posted;                     /* [lock] a ready task is queued */
@@ -76,6 +78,7 @@ struct rpc_ctx {
 	rpc_identity identity;                  /* valid when has_identity */
 	bool has_identity;
 	long long deadline;                     /* rpc_now_ns clock, 0 = none */
+	long long start_ns;                     /* for the latency metric */
 	char peer[64];
 
 	/* [lock] */

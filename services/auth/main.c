@@ -25,6 +25,7 @@
 #include "services/common/authn.h"
 #include "services/common/config.h"
 #include "services/common/deps.h"
+#include "services/common/metrics_http.h"
 #include "services/common/redis.h"
 #include "throttle.h"
 
@@ -40,6 +41,7 @@ struct config {
 	char *log_level;
 	char *listen_host;
 	long long port;
+	long long metrics_port;
 	long long io_threads;
 	long long workers;
 	char *redis_host;
@@ -68,6 +70,8 @@ static const cfg_var config_vars[] = {
 	  "address to listen on" },
 	{ "AUTH_SERVICE_PORT", CFG_INT, F(port), "50053", 0, 65535, false,
 	  "port to listen on (0 = any free port, logged)" },
+	{ "METRICS_PORT", CFG_INT, F(metrics_port), "0", -1, 65535, false,
+	  "Prometheus /metrics port (0 = the gRPC port + 1000, -1 = off)" },
 	{ "GRPC_IO_THREADS", CFG_INT, F(io_threads), "2", 1, 256, false,
 	  "I/O threads" },
 	{ "GRPC_WORKERS", CFG_INT, F(workers), "16", 1, 4096, false,
@@ -169,6 +173,7 @@ int main(void)
 	throttle *th = NULL;
 	auth_service *svc = NULL;
 	deps_watch *watch = NULL;
+	svc_metrics *metrics = NULL;
 	char err[512], addr[300], account_addr[300], token_addr[300];
 	int rc = 1, lidx;
 
@@ -286,6 +291,12 @@ int main(void)
 		rpc_server_wait(srv);
 		goto out;
 	}
+	if (svc_metrics_open(srv, cfg.listen_host, cfg.metrics_port,
+			     rpc_server_port(srv, lidx), &metrics) != 0) {
+		rpc_server_shutdown(srv);
+		rpc_server_wait(srv);
+		goto out;
+	}
 	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
 		       sizeof(addr));
 	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
@@ -297,6 +308,7 @@ out:
 	 * clients: it goes first. The server's authenticator and handlers
 	 * use the clients, throttle and deny-list: they go after it. */
 	deps_watch_free(watch);
+	svc_metrics_stop(metrics);
 	rpc_server_free(srv);
 	auth_service_free(svc);
 	throttle_free(th);

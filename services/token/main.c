@@ -18,6 +18,7 @@
 #include "rpc/server.h"
 #include "services/common/config.h"
 #include "services/common/deps.h"
+#include "services/common/metrics_http.h"
 #include "services/common/redis.h"
 #include "services/token/keys.h"
 #include "services/token/service.h"
@@ -33,6 +34,7 @@ struct token_config {
 	long long io_threads;
 	long long workers;
 	long long port;
+	long long metrics_port;
 	char *redis_host;
 	long long redis_port;
 	char *redis_password;
@@ -59,6 +61,8 @@ static const cfg_var config_vars[] = {
 	  "handler threads (also the Redis pool size)" },
 	{ "TOKEN_SERVICE_PORT", CFG_INT, F(port), "50052", 1, 65535, false,
 	  "gRPC port" },
+	{ "METRICS_PORT", CFG_INT, F(metrics_port), "0", -1, 65535, false,
+	  "Prometheus /metrics port (0 = the gRPC port + 1000, -1 = off)" },
 	{ "REDIS_HOST", CFG_STRING, F(redis_host), "127.0.0.1", 0, 0, false,
 	  "Redis host" },
 	{ "REDIS_PORT", CFG_INT, F(redis_port), "6379", 1, 65535, false,
@@ -134,6 +138,7 @@ int main(void)
 	token_service *svc = NULL;
 	rpc_server *srv = NULL;
 	deps_watch *deps = NULL;
+	svc_metrics *metrics = NULL;
 	token_settings set;
 	int rc = 1, li;
 
@@ -226,12 +231,19 @@ int main(void)
 		rpc_server_wait(srv);
 		goto out;
 	}
+	if (svc_metrics_open(srv, cfg.listen_host, cfg.metrics_port,
+			     rpc_server_port(srv, li), &metrics) != 0) {
+		rpc_server_shutdown(srv);
+		rpc_server_wait(srv);
+		goto out;
+	}
 	rpc_log(RPC_LOG_INFO, "main", "listening on %s:%d", cfg.listen_host,
 		rpc_server_port(srv, li));
 	rc = rpc_server_run_until_signal(srv);
 out:
 	/* The watcher touches the server's health: stop it first. */
 	deps_watch_free(deps);
+	svc_metrics_stop(metrics);
 	rpc_server_free(srv);
 	token_service_free(svc);
 	tstore_free(store);

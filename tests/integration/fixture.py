@@ -438,6 +438,7 @@ class Stack:
         self._redis = None
         self._closed = False
         self.ports = {n: None for n in SERVICE_ORDER + (EDGE,)}
+        self.metrics_ports = {}
         self.db_port = None
         self.redis_port = None
         self.secret = secrets.token_hex(32)
@@ -460,9 +461,11 @@ class Stack:
             open(self._empty_env, "w").close()
             self.key_dir = os.path.join(self.dir, "keys")
             self.generate_key("test-1")
-            picked = free_ports(len(SERVICE_ORDER) + 3)
+            picked = free_ports(2 * len(SERVICE_ORDER) + 3)
             for n, port in zip(SERVICE_ORDER + (EDGE,), picked):
                 self.ports[n] = port
+            # Each service's Prometheus endpoint (METRICS_PORT).
+            self.metrics_ports = dict(zip(SERVICE_ORDER, picked[len(SERVICE_ORDER) + 1:]))
             self.db_port, self.redis_port = picked[-2:]
             if postgres:
                 self._init_postgres()
@@ -754,6 +757,8 @@ class Stack:
             e[h] = "127.0.0.1"
             e[p] = str(self.ports[n])
         e["EDGE_PORT"] = str(self.ports[EDGE])
+        if name in self.metrics_ports:
+            e["METRICS_PORT"] = str(self.metrics_ports[name])
         if extra:
             for k, v in extra.items():
                 if v is None:

@@ -332,6 +332,40 @@ class ObservabilityTest(EdgeCase):
         self.assertIn(("edge_upstream_errors_total",
                        frozenset({"service": "estore.account.v1.AccountService"}.items())), after)
 
+    def test_services_serve_their_own_metrics(self):
+        def scrape(name, path="/metrics", method="GET"):
+            c = http.client.HTTPConnection("127.0.0.1", self.stack.metrics_ports[name], timeout=10)
+            c.request(method, path)
+            r = c.getresponse()
+            body = r.read().decode()
+            c.close()
+            return r.status, r.getheader("content-type"), body
+
+        _, _, pair = self.register()
+        labels = dict(grpc_type="unary", grpc_service="estore.account.v1.AccountService",
+                      grpc_method="GetAccount", grpc_code="OK")
+        st, ctype, text = scrape("account")
+        self.assertEqual(st, 200)
+        self.assertTrue(ctype.startswith("text/plain; version=0.0.4"))
+        before = self.value(prometheus(text), "grpc_server_handled_total", **labels)
+        for _ in range(2):
+            self.assertEqual(self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0], 200)
+        after = prometheus(scrape("account")[2])
+        self.assertEqual(self.value(after, "grpc_server_handled_total", **labels) - before, 2)
+        hist = dict(grpc_type="unary", grpc_service="estore.account.v1.AccountService",
+                    grpc_method="GetAccount")
+        self.assertGreaterEqual(self.value(after, "grpc_server_handling_seconds_count", **hist), 2)
+        self.assertGreater(self.value(after, "process_resident_memory_bytes"), 1 << 20)
+        self.assertGreater(self.value(after, "process_open_fds"), 3)
+        # Login went through auth, which called account and token.
+        auth = prometheus(scrape("auth")[2])
+        self.assertGreaterEqual(self.value(auth, "grpc_server_handled_total", grpc_type="unary",
+                                           grpc_service="estore.auth.v1.AuthService",
+                                           grpc_method="Register", grpc_code="OK"), 1)
+        self.assertIn(("grpc_server_connections_open", frozenset()), prometheus(scrape("token")[2]))
+        self.assertEqual(scrape("account", "/other")[0], 404)
+        self.assertEqual(scrape("account", method="POST")[0], 501)  # evhttp: GET/HEAD only
+
     def test_access_log_line(self):
         rid = "access-" + uuid.uuid4().hex[:16]
         st, _, _, _ = self.call("GET", "/v1/accounts/me", headers={"X-Request-Id": rid,
