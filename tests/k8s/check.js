@@ -3,8 +3,8 @@
 //
 //   node check.js schema FILE
 //     every object in FILE validates against the Kubernetes schema of its
-//     apiVersion/kind (npm's kubernetes-models); an object of a kind it
-//     has no schema for fails too.
+//     apiVersion/kind (npm's kubernetes-models) and has no field its type
+//     does not declare; an object of a kind it has no schema for fails.
 //   node check.js kustomization K8SDIR
 //     every kustomization.yaml under K8SDIR uses only what the kustomize
 //     embedded in Debian 12's kubectl (1.20, kustomize v2.0.3) reads, so
@@ -67,8 +67,89 @@ function schema(file) {
     } catch (e) {
       problems.push(`${id(o)}: ${e.message}`);
     }
+    const dts = path.join(__dirname, "node_modules", "kubernetes-models", o.apiVersion, `${o.kind}.d.ts`);
+    if (!typeInfo(dts)) problems.push(`${id(o)}: no field list for ${o.apiVersion} ${o.kind}`);
+    else unknownFields(o, { file: dts }, id(o), problems);
   }
   return { checked: objs.length, problems };
+}
+
+// The schemas accept fields they do not know (a misspelt
+// "readOnlyRootFilesytem" would pass), while kubectl apply validates
+// strictly. The field names of each type come from the type declarations
+// (.d.ts) kubernetes-models ships next to its schemas.
+const typeCache = new Map();
+
+// A type as written in a .d.ts: "IIoK8s...", "Array<T>", "{ [key: string]: T }",
+// or an object literal (possibly in an array) written inline.
+function parseType(t, imports) {
+  const arr = /^Array<(.+)>$/.exec(t);
+  if (arr) return { array: parseType(arr[1], imports) };
+  if (imports[t]) return { file: imports[t] };
+  return null; // a scalar, a union of literals, IntOrString...: no fields
+}
+
+// The properties declared at `indent` from lines[i] on, up to the line
+// that closes the block.
+function parseProps(lines, i, indent, imports) {
+  const props = {};
+  const pad = " ".repeat(indent);
+  const prop = new RegExp(`^${pad}"([^"]+)"\\??: (.*)$`);
+  for (; i < lines.length; i++) {
+    if (lines[i].startsWith(pad.slice(4) + "}")) break;
+    const m = prop.exec(lines[i]);
+    if (!m) continue;
+    const rest = m[2];
+    if (rest === "{" || rest === "Array<{") {
+      const close = rest === "{" ? `${pad}};` : `${pad}}>;`;
+      let j = i + 1;
+      while (j < lines.length && lines[j] !== close) j++;
+      const inner = lines.slice(i + 1, j);
+      const map = inner.map((l) => /^\s*\[key: string\]: (.+);$/.exec(l)).find(Boolean);
+      let type;
+      if (map) type = { map: parseType(map[1], imports) };
+      else type = { props: parseProps(inner, 0, indent + 4, imports).props };
+      props[m[1]] = rest === "{" ? type : { array: type };
+      i = j;
+    } else props[m[1]] = parseType(rest.replace(/;$/, ""), imports);
+  }
+  return { props };
+}
+
+function typeInfo(file) {
+  if (typeCache.has(file)) return typeCache.get(file);
+  let info = null;
+  if (fs.existsSync(file)) {
+    const text = fs.readFileSync(file, "utf8");
+    const imports = {};
+    for (const m of text.matchAll(/^import \{ (\w+) \} from "([^"]+)";$/gm))
+      imports[m[1]] = m[2].startsWith(".")
+        ? path.resolve(path.dirname(file), `${m[2]}.d.ts`)
+        : path.join(__dirname, "node_modules", `${m[2]}.d.ts`);
+    const body = /^export interface \w+(?: extends [\w, ]+)? \{\n([\s\S]*?)^\}/m.exec(text);
+    if (body) info = parseProps(body[1].split("\n"), 0, 4, imports);
+  }
+  typeCache.set(file, info);
+  return info;
+}
+
+function unknownFields(value, type, where, out) {
+  if (!type || value === null || value === undefined) return;
+  if (type.array) {
+    if (Array.isArray(value)) value.forEach((e, i) => unknownFields(e, type.array, `${where}[${i}]`, out));
+    return;
+  }
+  if (typeof value !== "object" || Array.isArray(value)) return;
+  if (type.map) {
+    for (const [k, v] of Object.entries(value)) unknownFields(v, type.map, `${where}.${k}`, out);
+    return;
+  }
+  const props = type.props || (typeInfo(type.file) || {}).props;
+  if (!props) return;
+  for (const [k, v] of Object.entries(value)) {
+    if (!(k in props)) out.push(`${where}: unknown field "${k}"`);
+    else unknownFields(v, props[k], `${where}.${k}`, out);
+  }
 }
 
 // ---- kustomization.yaml ------------------------------------------------
