@@ -258,7 +258,9 @@ function policy(file, env, src) {
   // Every namespaced object lands in the overlay's namespace.
   const ns = byKind("Namespace");
   if (ns.length !== 1) fail(`expected one Namespace, found ${ns.length}`);
-  else for (const o of objs)
+  else if ((ns[0].metadata.labels || {})["pod-security.kubernetes.io/enforce"] !== "restricted")
+    fail(`Namespace ${ns[0].metadata.name}: Pod Security must enforce "restricted"`);
+  if (ns.length === 1) for (const o of objs)
     if (o.kind !== "Namespace" && o.metadata.namespace !== ns[0].metadata.name)
       fail(`${id(o)}: not in namespace ${ns[0].metadata.name}`);
 
