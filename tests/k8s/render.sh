@@ -6,6 +6,10 @@
 # deployer's own secret files, if any, are neither copied nor read.
 set -euo pipefail
 kubectl=$1 overlay=$2 out=$3
+if ! command -v "$kubectl" >/dev/null; then
+	echo "render.sh: no kubectl ($kubectl); ./estore deps installs Debian's kubernetes-client" >&2
+	exit 1
+fi
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../k8s" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
