@@ -8,6 +8,7 @@
       results.tsv -> the tables, ratios and targets.
 """
 import re
+import statistics
 import sys
 
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
@@ -41,10 +42,13 @@ def parse_wrk(path, subject):
 
 
 def load(path):
+    """results.tsv -> {subject: {round: {key: value}}}; SUBJECT@N is round
+    N of a measured run, a bare SUBJECT is round 0."""
     r = {}
     for line in open(path):
         subject, key, value = line.rstrip("\n").split("\t")
-        r.setdefault(subject, {})[key] = value
+        base, _, rnd = subject.partition("@")
+        r.setdefault(base, {}).setdefault(int(rnd or 0), {})[key] = value
     return r
 
 
@@ -61,8 +65,27 @@ def table(path, clk_tck, title, idle_conns):
             ("edge_me", "edge", "edge GET /v1/accounts/me"),
             ("gateway_me", "gateway", "grpc-gateway GET /v1/accounts/me")]
 
-    def us_per_req(s, group):
-        return float(r[s]["ticks_" + group]) / hz * 1e6 / max(1, int(r[s]["requests"]))
+    def done(s):
+        return {k: d for k, d in r.get(s, {}).items() if "requests" in d and "rps" in d}
+
+    def us_per_req(d, group):
+        return float(d["ticks_" + group]) / hz * 1e6 / max(1, int(d["requests"]))
+
+    def figures(d, proxy):
+        f = {"rps": float(d["rps"]), "p50": float(d["p50_us"]) / 1e3,
+             "p99": float(d["p99_us"]) / 1e3, "errors": int(d["errors"]),
+             "load1": float(d["load1"])}
+        for g in [proxy] + backend:
+            f[g] = us_per_req(d, g)
+        f["proxy"] = f[proxy]
+        f["total"] = sum(f[g] for g in [proxy] + backend)
+        busy = float(d["ticks_machine"]) / hz
+        ours = sum(float(d["ticks_" + g]) for g in [proxy] + backend + ["auth"]) / hz
+        f["other"] = 100 * max(0.0, busy - ours - float(d["wrk_cpu_s"])) / float(d["seconds"]) / ncpu()
+        return f
+
+    def med(fs, key):
+        return statistics.median(f[key] for f in fs)
 
     print()
     print(title)
@@ -70,63 +93,67 @@ def table(path, clk_tck, title, idle_conns):
     print("| path | req/s | p50 | p99 | errors | proxy | account | token | Redis | PostgreSQL "
           "| proxy + backend | load1 | other CPU |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    total = {}
+    per_round = {}
     for s, proxy, label in rows:
-        if s not in r or "requests" not in r[s]:
+        runs = done(s)
+        if not runs:
             print("| %s | (no result) |" % label)
             continue
-        d = r[s]
-        parts = [us_per_req(s, g) for g in [proxy] + backend]
-        total[s] = sum(parts)
-        busy = float(d["ticks_machine"]) / hz
-        ours = sum(float(d["ticks_" + g]) for g in [proxy] + backend + ["auth"]) / hz
-        other = max(0.0, busy - ours - float(d["wrk_cpu_s"]))
-        print("| %s | %s | %.2f ms | %.2f ms | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %.0f %% |" % (
-            label, "{:,.0f}".format(float(d["rps"])), float(d["p50_us"]) / 1e3,
-            float(d["p99_us"]) / 1e3, d["errors"], *parts, total[s], d["load1"],
-            100 * other / float(d["seconds"]) / ncpu()))
+        per_round[s] = {k: figures(d, proxy) for k, d in runs.items()}
+        fs = list(per_round[s].values())
+        print("| %s | %s | %.2f ms | %.2f ms | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f %% |" % (
+            label, "{:,.0f}".format(med(fs, "rps")), med(fs, "p50"), med(fs, "p99"),
+            sum(f["errors"] for f in fs), med(fs, "proxy"), med(fs, "account"), med(fs, "token"),
+            med(fs, "redis"), med(fs, "postgres"), med(fs, "total"), med(fs, "load1"),
+            med(fs, "other")))
     print()
-    print("CPU in µs per request (utime+stime from /proc/PID/stat around the run, "
-          "all threads): proxy = estore-edge or the grpc-gateway process; backend = "
-          "estore-account + estore-token + Redis + PostgreSQL (postmaster and "
-          "backends). estore-auth is idle "
-          "and not counted. other CPU = the rest of the machine (not wrk, not "
-          "these processes), share of all cores: others at work make a run noisy.")
+    print("Medians over rounds; errors summed. CPU in µs per request (utime+stime "
+          "from /proc/PID/stat around the run, all threads): proxy = estore-edge or "
+          "the grpc-gateway process; backend = estore-account + estore-token + Redis "
+          "+ PostgreSQL (postmaster and backends). estore-auth is idle and not "
+          "counted. load1 = the load average after the run; other CPU = the rest of "
+          "the machine (not wrk, not these processes), share of all cores: others at "
+          "work make a run noisy.")
 
-    if "edge_me" in total and "gateway_me" in total:
-        e, g = r["edge_me"], r["gateway_me"]
-        rps = float(e["rps"]) / float(g["rps"])
-        cpu = total["edge_me"] / total["gateway_me"]
-        proxy_cpu = us_per_req("edge_me", "edge") / us_per_req("gateway_me", "gateway")
-        p99e, p99g = float(e["p99_us"]), float(g["p99_us"])
+    if "edge_me" in per_round and "gateway_me" in per_round:
+        pairs = [(per_round["edge_me"][k], per_round["gateway_me"][k])
+                 for k in sorted(per_round["edge_me"]) if k in per_round["gateway_me"]]
+
+        def ratio(key):
+            xs = sorted(e[key] / g[key] for e, g in pairs)
+            return statistics.median(xs), ", ".join("%.2f" % x for x in xs)
+
+        rps, rps_all = ratio("rps")
+        cpu, cpu_all = ratio("total")
+        proxy_cpu, proxy_all = ratio("proxy")
+        p99, p99_all = ratio("p99")
         print()
-        print("edge / grpc-gateway, GET /v1/accounts/me, same run:")
-        print("- req/s: %.2fx (target >= 3x): %s" % (rps, "met" if rps >= 3 else "NOT met"))
-        print("- CPU per request, proxy + backend: %.2fx (target <= 1/3): %s" % (
-            cpu, "met" if cpu <= 1 / 3 else "NOT met"))
-        print("- CPU per request, proxy alone: %.2fx (%.1f vs %.1f µs)" % (
-            proxy_cpu, us_per_req("edge_me", "edge"), us_per_req("gateway_me", "gateway")))
-        print("- p99: %.2f ms vs %.2f ms (target: lower): %s" % (
-            p99e / 1e3, p99g / 1e3, "met" if p99e < p99g else "NOT met"))
+        print("edge / grpc-gateway, GET /v1/accounts/me, same round (median; every round):")
+        print("- req/s: %.2fx (%s; target >= 3x): %s" % (rps, rps_all, "met" if rps >= 3 else "NOT met"))
+        print("- CPU per request, proxy + backend: %.2fx (%s; target <= 0.33x): %s" % (
+            cpu, cpu_all, "met" if cpu <= 1 / 3 else "NOT met"))
+        print("- CPU per request, proxy alone: %.2fx (%s)" % (proxy_cpu, proxy_all))
+        print("- p99: %.2fx (%s; target < 1x, lower): %s" % (
+            p99, p99_all, "met" if p99 < 1 else "NOT met"))
 
     print()
     n = "{:,}".format(int(idle_conns))
-    eb = r.get("edge_busy", {})
-    hwm = int(r["edge"]["hwm_kb"]) / 1024
+    eb = r.get("edge_busy", {}).get(0, {})
+    hwm = int(r["edge"][0]["hwm_kb"]) / 1024
     print("| proxy | RSS at start | RSS holding %s idle keep-alive connections | peak RSS (VmHWM) |" % n)
     print("|---|---:|---:|---:|")
-    ei = r.get("edge_idle", {}).get("idle_rss_kb")
-    gi = r.get("gateway_idle", {}).get("idle_rss_kb")
+    ei = r.get("edge_idle", {}).get(0, {}).get("idle_rss_kb")
+    gi = r.get("gateway_idle", {}).get(0, {}).get("idle_rss_kb")
     print("| estore-edge | %.1f MiB | %s | %.1f MiB |" % (
-        int(r["edge"]["rss_start_kb"]) / 1024, "%.1f MiB" % (int(ei) / 1024) if ei else "-", hwm))
+        int(r["edge"][0]["rss_start_kb"]) / 1024, "%.1f MiB" % (int(ei) / 1024) if ei else "-", hwm))
     print("| grpc-gateway | - | %s | %.1f MiB |" % (
-        "%.1f MiB" % (int(gi) / 1024) if gi else "-", int(r["gateway"]["hwm_kb"]) / 1024))
+        "%.1f MiB" % (int(gi) / 1024) if gi else "-", int(r["gateway"][0]["hwm_kb"]) / 1024))
     print()
     print("The edge's peak includes wrk -c %s for 3 s on /healthz (%s req/s, %s errors); "
           "connections the servers closed while held idle: edge %s, gateway %s." % (
               n, "{:,.0f}".format(float(eb.get("rps", "nan"))), eb.get("errors", "?"),
-              r.get("edge_idle", {}).get("closed_by_server", "?"),
-              r.get("gateway_idle", {}).get("closed_by_server", "?")))
+              r.get("edge_idle", {}).get(0, {}).get("closed_by_server", "?"),
+              r.get("gateway_idle", {}).get(0, {}).get("closed_by_server", "?")))
     worst = max(hwm, int(ei) / 1024 if ei else 0)
     print("Edge RSS with %s keep-alive connections: %.1f MiB at most (target < 32 MiB): %s" % (
         n, worst, "met" if ei and worst < 32 else "NOT met"))

@@ -2,8 +2,8 @@
 # bench/edge/run.sh - `./estore bench edge`: the edge proxy against
 # grpc-gateway in front of the same estore-account.
 #
-#   bench/edge/run.sh [--duration S] [--connections N] [--threads N]
-#                     [--idle-connections N] [--keep]
+#   bench/edge/run.sh [--rounds N] [--duration S] [--connections N]
+#                     [--threads N] [--idle-connections N] [--keep]
 #
 # Builds the services (Release, bench/.build/stack) and a grpc-gateway 1.x
 # reverse proxy generated from proto/estore/account/v1/account.proto
@@ -11,11 +11,12 @@
 # PostgreSQL, Redis, token, account, auth and the edge with scripts/stack.sh
 # on free loopback ports in a temporary state folder, and the gateway in
 # front of the same account service; registers and logs in one account
-# through the edge. Then wrk (N connections, default 64; S seconds, default
-# 10, after a 2 s warm-up) against: the edge's GET /healthz, the edge's
-# GET /v1/accounts/me and the gateway's GET /v1/accounts/me with the
-# token. Prints requests/s, p50/p99, CPU per request by process and the
-# ratios edge/gateway against the targets; then the RSS of both proxies
+# through the edge. Then, for N rounds (default 3), wrk (N connections,
+# default 64; S seconds, default 10, after a 2 s warm-up) against: the
+# edge's GET /healthz, the edge's GET /v1/accounts/me and the gateway's
+# GET /v1/accounts/me with the token (the last two in alternating order).
+# Prints the medians of requests/s, p50/p99, CPU per request by process
+# and the ratios edge/gateway against the targets; then the RSS of both proxies
 # holding --idle-connections (default 1,000) idle keep-alive connections,
 # and of the edge under wrk with as many busy ones. Everything it started
 # is stopped on exit; --keep keeps the state folder (logs, raw output).
@@ -28,6 +29,7 @@ source "$root/bench/lib.sh"
 build=$root/bench/.build/stack
 gw_build=$root/bench/.build/gateway
 
+rounds=3
 duration=10
 connections=64
 threads=1
@@ -37,7 +39,7 @@ warmup=2
 clk_tck=$(getconf CLK_TCK)
 
 usage() {
-	sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 	exit "${1:-2}"
 }
 log() { printf '[%s] bench edge: %s\n' "$(date +%T)" "$*" >&2; }
@@ -45,6 +47,7 @@ die() { printf 'bench edge: %s\n' "$*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
 	case $1 in
+	--rounds) rounds=${2:?}; shift 2 ;;
 	--duration) duration=${2:?}; shift 2 ;;
 	--connections) connections=${2:?}; shift 2 ;;
 	--threads) threads=${2:?}; shift 2 ;;
@@ -54,7 +57,7 @@ while [ $# -gt 0 ]; do
 	*) printf 'bench edge: unknown argument %s\n' "$1" >&2; usage ;;
 	esac
 done
-for v in duration connections threads idle_conns; do
+for v in rounds duration connections threads idle_conns; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v//_/-} expects a positive integer"
 done
 
@@ -200,18 +203,18 @@ groups=(edge gateway account token redis postgres auth)
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 
 # measure SUBJECT URL [wrk args...]: a warm-up, then the measured run with
-# the CPU of every group read around it.
+# the CPU of every group read around it; recorded as SUBJECT@round.
 measure() {
-	local subject=$1 url=$2 out=$state/$1.wrk g m0 m1 load
+	local name=$1 subject=$1@$round url=$2 out=$state/r$round-$1.wrk g m0 m1 load
 	shift 2
 	local -a args=(-t "$threads" -c "$connections" --latency "$@" "$url")
 	local -A t0=() t1=()
-	timeout $((warmup + 30)) wrk -d "$warmup" "${args[@]}" >"$state/$subject.warmup" 2>&1 ||
-		die "$subject: warm-up wrk failed: $(cat "$state/$subject.warmup")"
+	timeout $((warmup + 30)) wrk -d "$warmup" "${args[@]}" >"$state/r$round-$name.warmup" 2>&1 ||
+		die "$subject: warm-up wrk failed: $(cat "$state/r$round-$name.warmup")"
 	for g in "${groups[@]}"; do t0[$g]=$(group_ticks "$g"); done
 	m0=$(machine_ticks)
 	local TIMEFORMAT='%U %S'
-	{ time timeout $((duration + 30)) wrk -d "$duration" "${args[@]}" >"$out" 2>&1; } 2>"$state/$subject.time" ||
+	{ time timeout $((duration + 30)) wrk -d "$duration" "${args[@]}" >"$out" 2>&1; } 2>"$state/r$round-$name.time" ||
 		die "$subject: wrk failed: $(cat "$out")"
 	m1=$(machine_ticks)
 	for g in "${groups[@]}"; do t1[$g]=$(group_ticks "$g"); done
@@ -221,7 +224,7 @@ measure() {
 		record "$subject" "ticks_$g" $((t1[$g] - t0[$g]))
 	done
 	record "$subject" ticks_machine $((m1 - m0))
-	record "$subject" wrk_cpu_s "$(awk '{ print $1 + $2 }' "$state/$subject.time")"
+	record "$subject" wrk_cpu_s "$(awk '{ print $1 + $2 }' "$state/r$round-$name.time")"
 	/usr/bin/python3 "$bench_dir/report.py" wrk "$out" "$subject" >>"$results"
 	log "  $subject: $(grep -E '^Requests/sec' "$out" | tr -s ' ')"
 }
@@ -284,9 +287,17 @@ main() {
 	record edge rss_start_kb "$(status_kb "${stack_pid[edge]}" VmRSS)"
 
 	local me=/v1/accounts/me lua=$bench_dir/bearer.lua
-	measure edge_healthz "http://127.0.0.1:$EDGE_PORT/healthz"
-	measure edge_me "http://127.0.0.1:$EDGE_PORT$me" -s "$lua"
-	measure gateway_me "http://127.0.0.1:$gw_port$me" -s "$lua"
+	for ((round = 1; round <= rounds; round++)); do
+		log "round $round/$rounds"
+		measure edge_healthz "http://127.0.0.1:$EDGE_PORT/healthz"
+		if ((round % 2)); then
+			measure edge_me "http://127.0.0.1:$EDGE_PORT$me" -s "$lua"
+			measure gateway_me "http://127.0.0.1:$gw_port$me" -s "$lua"
+		else
+			measure gateway_me "http://127.0.0.1:$gw_port$me" -s "$lua"
+			measure edge_me "http://127.0.0.1:$EDGE_PORT$me" -s "$lua"
+		fi
+	done
 
 	log "RSS with $idle_conns idle keep-alive connections"
 	measure_idle_rss edge_idle "${stack_pid[edge]}" "$EDGE_PORT" "$me"
@@ -305,7 +316,7 @@ main() {
 			"grpc-gateway $(dpkg-query -W -f='${Version}' golang-github-grpc-ecosystem-grpc-gateway-dev 2>/dev/null || echo '?')," \
 			"grpc-go $(dpkg-query -W -f='${Version}' golang-google-grpc-dev 2>/dev/null || echo '?'), $(go version | awk '{ print $3 }')"
 		/usr/bin/python3 "$bench_dir/report.py" table "$results" "$clk_tck" \
-			"wrk -t $threads -c $connections -d $duration (after $warmup s of warm-up)" "$idle_conns"
+			"wrk -t $threads -c $connections -d $duration (after $warmup s of warm-up); medians of $rounds round(s)" "$idle_conns"
 	} | tee "$state/report.txt"
 }
 
