@@ -6,6 +6,9 @@
       plus socket errors).
   report.py table RESULTS CLK_TCK TITLE IDLE_CONNS
       results.tsv -> the tables, ratios and targets.
+  report.py profile STATE SUBJECT GROUP...
+      perf stat output (STATE/prof-SUBJECT-GROUP.stat) and the wrk run it
+      counted -> per request: CPU µs, syscalls, context switches.
 """
 import re
 import statistics
@@ -159,6 +162,35 @@ def table(path, clk_tck, title, idle_conns):
         n, worst, "met" if ei and worst < 32 else "NOT met"))
 
 
+def profile(state, subject, *groups):
+    reqs = {}
+    for line in open("%s/prof-%s.wrk" % (state, subject)):
+        m = re.match(r"\s*(\d+) requests in", line)
+        if m:
+            reqs = int(m.group(1))
+    if not reqs:
+        print("%s: no wrk result under perf stat" % subject)
+        return
+    print()
+    print("%s under perf stat (%d requests): per request" % (subject, reqs))
+    print()
+    print("| process | CPU µs | syscalls | context switches |")
+    print("|---|---:|---:|---:|")
+    for g in groups:
+        ev = {}
+        for line in open("%s/prof-%s-%s.stat" % (state, subject, g)):
+            f = line.strip().split(",")
+            if len(f) >= 3 and f[0] and not line.startswith("#"):
+                try:
+                    ev[f[2]] = float(f[0])
+                except ValueError:
+                    pass
+        print("| %s | %.1f | %.1f | %.2f |" % (
+            g, ev.get("task-clock", float("nan")) * 1e3 / reqs,
+            ev.get("raw_syscalls:sys_enter", float("nan")) / reqs,
+            ev.get("context-switches", float("nan")) / reqs))
+
+
 def ncpu():
     import os
     return os.cpu_count() or 1
@@ -169,6 +201,8 @@ def main():
         parse_wrk(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 6 and sys.argv[1] == "table":
         table(*sys.argv[2:])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "profile":
+        profile(*sys.argv[2:])
     else:
         sys.exit(__doc__)
 

@@ -3,7 +3,7 @@
 # grpc-gateway in front of the same estore-account.
 #
 #   bench/edge/run.sh [--rounds N] [--duration S] [--connections N]
-#                     [--threads N] [--idle-connections N] [--keep]
+#                     [--threads N] [--idle-connections N] [--profile] [--keep]
 #
 # Builds the services (Release, bench/.build/stack) and a grpc-gateway 1.x
 # reverse proxy generated from proto/estore/account/v1/account.proto
@@ -20,6 +20,9 @@
 # holding --idle-connections (default 1,000) idle keep-alive connections,
 # and of the edge under wrk with as many busy ones. Everything it started
 # is stopped on exit; --keep keeps the state folder (logs, raw output).
+# --profile (needs perf, root) adds, for both GET /v1/accounts/me paths,
+# syscalls, context switches and CPU per request of every process (perf
+# stat) and a perf record of each, summarised into profile.txt.
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,11 +38,12 @@ connections=64
 threads=1
 idle_conns=1000
 keep=0
+profile=0
 warmup=2
 clk_tck=$(getconf CLK_TCK)
 
 usage() {
-	sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 	exit "${1:-2}"
 }
 log() { printf '[%s] bench edge: %s\n' "$(date +%T)" "$*" >&2; }
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
 	--threads) threads=${2:?}; shift 2 ;;
 	--idle-connections) idle_conns=${2:?}; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--profile) profile=1; shift ;;
 	-h | --help) usage 0 ;;
 	*) printf 'bench edge: unknown argument %s\n' "$1" >&2; usage ;;
 	esac
@@ -257,8 +262,62 @@ measure_idle_rss() { # subject pid port path
 	record "$subject" closed_by_server "$(sed -n 's/^closed_by_server //p' "$state/$subject.hold")"
 }
 
+# The PIDs of a group, comma-separated (perf -p).
+group_pids() { # name
+	case $1 in
+	postgres) echo "${stack_pid[postgres]} $(pgrep -P "${stack_pid[postgres]}")" | tr -s ' \n' ',' | sed 's/,$//' ;;
+	gateway) echo "$gw_pid" ;;
+	*) echo "${stack_pid[$1]}" ;;
+	esac
+}
+
+# profile_path SUBJECT URL PROXY: two more wrk runs of `duration` seconds;
+# during the first, perf stat counts syscalls, context switches and CPU of
+# each process; during the second, perf record samples each one (call
+# graphs by DWARF unwinding: Debian's libraries keep no frame pointers).
+profile_path() {
+	local subject=$1 url=$2 proxy=$3 g n
+	local -a gs=("$proxy" account token redis postgres) perfs=()
+	log "profiling $subject"
+	for g in "${gs[@]}"; do
+		perf stat -x, -o "$state/prof-$subject-$g.stat" \
+			-e raw_syscalls:sys_enter,context-switches,task-clock \
+			-p "$(group_pids "$g")" -- sleep "$duration" 2>/dev/null &
+		perfs+=($!)
+	done
+	timeout $((duration + 30)) wrk -t "$threads" -c "$connections" -d "$duration" \
+		-s "$bench_dir/bearer.lua" "$url" >"$state/prof-$subject.wrk" 2>&1 ||
+		log "WARNING: $subject: wrk failed under perf stat"
+	for n in "${perfs[@]}"; do wait "$n" || log "WARNING: perf stat exited with $?"; done
+	perfs=()
+	for g in "${gs[@]}"; do
+		perf record -q -F 999 --call-graph dwarf,8192 -o "$state/prof-$subject-$g.data" \
+			-p "$(group_pids "$g")" -- sleep "$duration" >/dev/null 2>&1 &
+		perfs+=($!)
+	done
+	timeout $((duration + 30)) wrk -t "$threads" -c "$connections" -d "$duration" \
+		-s "$bench_dir/bearer.lua" "$url" >"$state/prof-$subject.record.wrk" 2>&1 ||
+		log "WARNING: $subject: wrk failed under perf record"
+	for n in "${perfs[@]}"; do wait "$n" || log "WARNING: perf record exited with $?"; done
+	{
+		/usr/bin/python3 "$bench_dir/report.py" profile "$state" "$subject" "${gs[@]}"
+		for g in "${gs[@]}"; do
+			echo
+			echo "$subject, $g: share of its samples by library, then functions with their callees"
+			perf report -i "$state/prof-$subject-$g.data" --no-children --sort dso \
+				--stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8 || true
+			perf report -i "$state/prof-$subject-$g.data" --children --sort sym \
+				--stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 || true
+		done
+	} >"$state/prof-$subject.txt"
+	/usr/bin/python3 "$bench_dir/report.py" profile "$state" "$subject" "${gs[@]}" >>"$state/profile.txt"
+}
+
 main() {
 	require_tools
+	if ((profile)); then
+		command -v perf >/dev/null || die "--profile needs perf (apt-get install linux-perf)"
+	fi
 	build_services
 	build_gateway
 
@@ -299,6 +358,11 @@ main() {
 		fi
 	done
 
+	if ((profile)); then
+		profile_path edge_me "http://127.0.0.1:$EDGE_PORT$me" edge
+		profile_path gateway_me "http://127.0.0.1:$gw_port$me" gateway
+	fi
+
 	log "RSS with $idle_conns idle keep-alive connections"
 	measure_idle_rss edge_idle "${stack_pid[edge]}" "$EDGE_PORT" "$me"
 	measure_idle_rss gateway_idle "$gw_pid" "$gw_port" "$me"
@@ -317,6 +381,7 @@ main() {
 			"grpc-go $(dpkg-query -W -f='${Version}' golang-google-grpc-dev 2>/dev/null || echo '?'), $(go version | awk '{ print $3 }')"
 		/usr/bin/python3 "$bench_dir/report.py" table "$results" "$clk_tck" \
 			"wrk -t $threads -c $connections -d $duration (after $warmup s of warm-up); medians of $rounds round(s)" "$idle_conns"
+		((profile == 0)) || cat "$state/profile.txt"
 	} | tee "$state/report.txt"
 }
 
