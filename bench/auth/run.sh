@@ -6,7 +6,7 @@
 #
 #   bench/auth/run.sh [--rounds N] [--duration S] [--keep]
 #
-# Builds the services and auth_bench (Release, bench/.build/auth), starts a
+# Builds the services and auth_bench (Release, bench/.build/stack), starts a
 # private stack (PostgreSQL, Redis, token, account, auth) with
 # scripts/stack.sh on free loopback ports in a temporary state folder,
 # runs the workloads interleaved for N rounds (default 3) of S seconds
@@ -18,7 +18,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=$root/bench/.build/auth
+build=$root/bench/.build/stack
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 duration=10
 rounds=3
 keep=0
@@ -50,54 +52,25 @@ cmake --build "$build" -j "$(nproc)" --target estore-token estore-account \
 bench_bin=$build/bench/auth_bench
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/estore-bench-auth.XXXXXX")
-up_pid=
 cleanup() {
-	if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
-		kill -TERM "$up_pid" 2>/dev/null || true
-		wait "$up_pid" 2>/dev/null || true
-	fi
+	stack_stop
 	if [ "$keep" = 1 ]; then log "state and logs kept in $state"; else rm -rf "$state"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Ports the kernel hands out now; stack_up refuses any that got taken since.
-read -r db_port redis_port token_port account_port auth_port edge_port < <(
-	/usr/bin/python3 -c '
-import socket
-socks = [socket.socket() for _ in range(6)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))')
-
-: >"$state/bench.env"
+read -r db_port redis_port token_port account_port auth_port edge_port < <(free_ports 6)
 log "starting the stack in $state"
-(
-	export ESTORE_STATE=$state ESTORE_BUILD_DIR=$build ESTORE_ENV_FILE=$state/bench.env
-	export DB_HOST=127.0.0.1 DB_PORT=$db_port REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port
-	export TOKEN_SERVICE_PORT=$token_port ACCOUNT_API_PORT=$account_port AUTH_SERVICE_PORT=$auth_port
-	export EDGE_PORT=$edge_port
-	export LOG_LEVEL=warn AUTH_MAX_CONCURRENT_HASHES=$hashes_at_once
-	export AUTH_ARGON2_MEMORY_KIB=$m_kib AUTH_ARGON2_ITERATIONS=$t_cost AUTH_ARGON2_PARALLELISM=$p_cost
-	# shellcheck source=scripts/stack.sh
-	source "$root/scripts/stack.sh"
-	stack_up
-) >"$state/up.log" 2>&1 &
-up_pid=$!
-for _ in $(seq 1 240); do
-	grep -q '^estore: up:' "$state/up.log" && break
-	if ! kill -0 "$up_pid" 2>/dev/null; then
-		cat "$state/up.log" >&2
-		log "the stack did not start"
-		exit 1
-	fi
-	sleep 0.5
-done
-grep -q '^estore: up:' "$state/up.log" || { cat "$state/up.log" >&2; log "the stack did not come up in 120 s"; exit 1; }
+export DB_HOST=127.0.0.1 DB_PORT=$db_port REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port
+export TOKEN_SERVICE_PORT=$token_port ACCOUNT_API_PORT=$account_port AUTH_SERVICE_PORT=$auth_port
+export EDGE_PORT=$edge_port
+export LOG_LEVEL=warn AUTH_MAX_CONCURRENT_HASHES=$hashes_at_once
+export AUTH_ARGON2_MEMORY_KIB=$m_kib AUTH_ARGON2_ITERATIONS=$t_cost AUTH_ARGON2_PARALLELISM=$p_cost
+stack_start "$state" "$build"
 
 services=(token account auth)
 declare -A pid rest peak after
-for s in "${services[@]}"; do pid[$s]=$(cat "$state/pids/$s.pid"); done
+for s in "${services[@]}"; do pid[$s]=${stack_pid[$s]}; done
 
 kib() { # pid field -> KiB
 	sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"

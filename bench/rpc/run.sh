@@ -20,6 +20,8 @@ set -euo pipefail
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$bench_dir/../.." && pwd)
 build=$root/bench/.build
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 build_estore_dir=$root/build-bench
 
 rounds=5
@@ -90,33 +92,7 @@ require_tools() {
 	fi
 }
 
-# True when $1 is missing or older than any of the other paths.
-stale() {
-	local out=$1 f
-	shift
-	[ -e "$out" ] || return 0
-	for f in "$@"; do
-		[ "$f" -nt "$out" ] && return 0
-	done
-	return 1
-}
-
 # ---- builds --------------------------------------------------------------
-
-# The peers get echo.proto without our access-rule options: they change
-# nothing on the wire, and would need Go and C++ code for
-# estore/api/v1/options.proto (and, in Go, the newer protobuf API that
-# Debian's protoc-gen-go 1.3.5 maps descriptor.proto to).
-peer_proto() {
-	local dir=$build/peer-proto/estore/testing/v1
-	mkdir -p "$dir"
-	if stale "$dir/echo.proto" "$root/proto/estore/testing/v1/echo.proto"; then
-		sed -e '/^import "estore\/api\/v1\/options.proto";/d' \
-			-e '/option (estore\.api\.v1\.[a-z_]*)/d' \
-			"$root/proto/estore/testing/v1/echo.proto" >"$dir/echo.proto"
-	fi
-	echo "$build/peer-proto"
-}
 
 build_estore() {
 	log "building estore-echo (Release, $build_estore_dir)"
@@ -156,10 +132,10 @@ build_c_programs() {
 build_go_peers() {
 	local gopath=$build/go inc proto
 	local prog
-	local -a goenv=(env GO111MODULE=off GOPATH="$gopath:/usr/share/gocode"
-		GOCACHE="$gopath/cache" GOFLAGS= GOPROXY=off)
+	go_env "$gopath"
 	mkdir -p "$gopath/src/estorebench/goserver" "$gopath/src/estorebench/goclient"
-	inc=$(peer_proto)
+	inc=$build/peer-proto
+	peer_proto "$inc" estore/testing/v1/echo.proto
 	proto=$inc/estore/testing/v1/echo.proto
 	if stale "$gopath/src/estore/testing/v1/echo.pb.go" "$proto"; then
 		log "generating Go code for echo.proto"
@@ -171,7 +147,7 @@ build_go_peers() {
 		if stale "$build/bin/$prog" "$gopath/src/estorebench/$prog/main.go" \
 			"$gopath/src/estore/testing/v1/echo.pb.go"; then
 			log "building $prog (grpc-go)"
-			"${goenv[@]}" go build -o "$build/bin/$prog" "estorebench/$prog"
+			"${go_env_cmd[@]}" go build -o "$build/bin/$prog" "estorebench/$prog"
 		fi
 	done
 }
@@ -180,7 +156,8 @@ build_cpp_peer() {
 	local dir=$build/cpp inc proto
 	local -a flags
 	mkdir -p "$dir/gen"
-	inc=$(peer_proto)
+	inc=$build/peer-proto
+	peer_proto "$inc" estore/testing/v1/echo.proto
 	proto=$inc/estore/testing/v1/echo.proto
 	if stale "$dir/gen/estore/testing/v1/echo.grpc.pb.cc" "$proto"; then
 		log "generating C++ code for echo.proto"
@@ -280,19 +257,6 @@ stop_server() {
 	started_pids=("${keep[@]}")
 }
 
-# utime+stime of every thread of PIDs ($1: space-separated), in clock ticks.
-cpu_ticks() {
-	local pid sum=0 rest
-	local -a f
-	for pid in $1; do
-		rest=$(<"/proc/$pid/stat")
-		rest=${rest##*) }           # skip "pid (comm) ", comm may hold spaces
-		read -r -a f <<<"$rest"
-		sum=$((sum + f[11] + f[12])) # fields 14 and 15 of proc(5)
-	done
-	echo "$sum"
-}
-
 # Busy time of the whole machine (user, nice, system, irq, softirq), ticks.
 machine_ticks() {
 	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
@@ -310,11 +274,6 @@ children_us() {
 			t += p[1] * 60 + p[2]
 		}
 		printf "%.0f", t * 1e6 }' "$run_dir/.times")"
-}
-
-# status_kb PID KEY: a kB line of /proc/PID/status (VmRSS, VmHWM).
-status_kb() {
-	awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"
 }
 
 # ---- measurements --------------------------------------------------------
