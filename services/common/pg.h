@@ -48,6 +48,9 @@ void pg_release(pg_pool *p, PGconn *conn);
  * connection loss (08xxx, bad connection) → UNAVAILABLE, else INTERNAL.
  * msg receives a short description safe to return to callers (no SQL, no
  * parameter values); *sqlstate (may be NULL) the 5-char code.
+ * On a pooled connection the text is prepared the first time and executed
+ * by name after that (up to 64 texts a connection): pass the same text
+ * for the same statement, and build no values into it.
  */
 PGresult *pg_exec(PGconn *conn, const char *sql, int nparams,
 		  const char *const *params, rpc_code *code, char *msg,
