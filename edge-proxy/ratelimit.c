@@ -5,6 +5,7 @@
 #include "ratelimit.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +21,25 @@
 /* Warnings about failing open, at most this often: a Redis outage must
  * not become a log flood at request rate. */
 #define WARN_EVERY_NS (5 * 1000000000LL)
+/* Leases: direct-mapped slots (a collision only costs a Redis call), and
+ * the most tokens one call takes for later requests. */
+#define LEASE_SLOTS 1024
+#define LEASE_MAX 16
+
+/* Tokens this edge took from a bucket ahead of use. */
+typedef struct lease {
+	uint64_t hash;
+	long long tokens;
+	long long expires_ns;    /* monotonic */
+	char key[KEY_MAX];
+} lease;
 
 typedef struct job {
 	struct job *next;
 	edge_rl_done done;
 	void *user;
 	long long per_min, burst;
+	uint64_t hash;
 	char key[KEY_MAX];
 } job;
 
@@ -42,20 +56,26 @@ struct edge_rl {
 
 	pthread_t *threads;
 	int n_threads;
+
+	pthread_mutex_t lease_mu;
+	lease *leases;           /* LEASE_SLOTS */
 };
 
 /*
  * One take. KEYS[1]: the bucket. ARGV: now (wall-clock ms), burst, ms per
- * token. Returns 0 (taken) or the ms until a token is there. A clock
- * that went back (another edge's, slightly behind) refills nothing
- * rather than a negative amount. The expiry is two full refills: an idle
- * bucket would be full again by then, so dropping it changes nothing.
+ * token, and how many tokens to take at most (a lease, see below).
+ * Returns {taken, wait}: taken >= 1 tokens, or 0 and the ms until one is
+ * there. A clock that went back (another edge's, slightly behind) refills
+ * nothing rather than a negative amount. The expiry is two full refills:
+ * an idle bucket would be full again by then, so dropping it changes
+ * nothing.
  */
 static rds_script take_script = {
 	.source =
 		"local now = tonumber(ARGV[1])\n"
 		"local burst = tonumber(ARGV[2])\n"
 		"local per = tonumber(ARGV[3])\n"
+		"local want = tonumber(ARGV[4])\n"
 		"local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
 		"local tokens = tonumber(v[1])\n"
 		"local ts = tonumber(v[2])\n"
@@ -67,17 +87,81 @@ static rds_script take_script = {
 		"  tokens = math.min(burst, tokens + (now - ts) / per)\n"
 		"  ts = now\n"
 		"end\n"
+		"local taken = 0\n"
 		"local wait = 0\n"
 		"if tokens >= 1 then\n"
-		"  tokens = tokens - 1\n"
+		"  taken = math.min(want, math.floor(tokens))\n"
+		"  tokens = tokens - taken\n"
 		"else\n"
 		"  wait = math.max(1, math.ceil((1 - tokens) * per))\n"
 		"end\n"
 		"redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),\n"
 		"           'ts', string.format('%d', ts))\n"
 		"redis.call('PEXPIRE', KEYS[1], math.ceil(2 * burst * per))\n"
-		"return wait\n",
+		"return {taken, wait}\n",
 };
+
+/*
+ * Leases. A request of a busy key need not cost a Redis round trip: a
+ * take may carry away up to lease_size() tokens, the first for the
+ * request and the rest kept here for the next requests of the key, for
+ * as long as those tokens take to refill (lease_size / rate). The tokens
+ * come out of the shared bucket, so several edges together never allow
+ * more than the limit; tokens a lease still holds when it lapses are
+ * lost, which can only make the limit stricter, and by at most what the
+ * bucket refills in the lease's time, so a client under its rate never
+ * runs dry. Small limits (a burst under 40, login's 10 a minute) take one
+ * token at a time, exactly as without leases.
+ */
+static long long mono_ns(void);
+
+static long long lease_size(long long burst)
+{
+	long long n = burst / 20;
+
+	return n < 1 ? 1 : n > LEASE_MAX ? LEASE_MAX : n;
+}
+
+static uint64_t key_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Spends a leased token of `key`, if this edge holds one. */
+static bool lease_take(edge_rl *rl, const char *key, uint64_t h)
+{
+	lease *l = &rl->leases[h % LEASE_SLOTS];
+	bool ok = false;
+
+	pthread_mutex_lock(&rl->lease_mu);
+	if (l->tokens > 0 && l->hash == h && strcmp(l->key, key) == 0) {
+		if (mono_ns() < l->expires_ns) {
+			l->tokens--;
+			ok = true;
+		} else {
+			l->tokens = 0;
+		}
+	}
+	pthread_mutex_unlock(&rl->lease_mu);
+	return ok;
+}
+
+static void lease_keep(edge_rl *rl, const job *j, long long tokens)
+{
+	lease *l = &rl->leases[j->hash % LEASE_SLOTS];
+	long long life_ns = (long long)((double)(tokens + 1) * 60e9 / (double)j->per_min);
+
+	pthread_mutex_lock(&rl->lease_mu);
+	l->hash = j->hash;
+	l->tokens = tokens;
+	l->expires_ns = mono_ns() + life_ns;
+	memcpy(l->key, j->key, sizeof(l->key));
+	pthread_mutex_unlock(&rl->lease_mu);
+}
 
 void edge_rl_config_defaults(edge_rl_config *cfg)
 {
@@ -130,13 +214,14 @@ static void warn_open(edge_rl *rl, const char *why)
 			"(failing open): %s", why);
 }
 
-/* The script for one job: the ms to wait (0 = taken), or -1 when Redis
- * could not tell (the caller fails open). */
+/* The script for one job: the ms to wait (0 = taken; tokens taken beyond
+ * the first are leased), or -1 when Redis could not tell (the caller fails
+ * open). */
 static long long run_take(edge_rl *rl, const job *j)
 {
-	char now[24], burst[24], per[40];
-	const char *argv[4] = { j->key, now, burst, per };
-	size_t argvlen[4];
+	char now[24], burst[24], per[40], want[24];
+	const char *argv[5] = { j->key, now, burst, per, want };
+	size_t argvlen[5];
 	rpc_code code = RPC_OK;
 	redisContext *c;
 	redisReply *r;
@@ -146,21 +231,31 @@ static long long run_take(edge_rl *rl, const job *j)
 	snprintf(burst, sizeof(burst), "%lld", j->burst);
 	/* Fractional: 120 a minute is 500 ms a token, 7 a minute 8571.43. */
 	snprintf(per, sizeof(per), "%.3f", 60000.0 / (double)j->per_min);
-	for (int i = 0; i < 4; i++)
+	snprintf(want, sizeof(want), "%lld", lease_size(j->burst));
+	for (int i = 0; i < 5; i++)
 		argvlen[i] = strlen(argv[i]);
 	c = rds_acquire(rl->pool, rl->cfg.timeout_ms, &code);
 	if (c == NULL) {
 		warn_open(rl, "Redis unreachable");
 		return -1;
 	}
-	r = rds_eval(c, &take_script, 1, 4, argv, argvlen, &code);
+	r = rds_eval(c, &take_script, 1, 5, argv, argvlen, &code);
 	rds_release(rl->pool, c);
 	if (r == NULL) {
 		warn_open(rl, "Redis unreachable");
 		return -1;
 	}
-	if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
-		wait = r->integer;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_INTEGER &&
+	    r->element[0]->integer >= 0 && r->element[1]->integer >= 0) {
+		long long taken = r->element[0]->integer;
+
+		wait = taken > 0 ? 0 : r->element[1]->integer;
+		if (taken > 1)
+			lease_keep(rl, j, taken - 1);
+		if (taken == 0 && wait == 0)
+			wait = 1;
 	} else {
 		char why[200];
 
@@ -233,6 +328,13 @@ void edge_rl_take(edge_rl *rl, const char *key, long long per_min,
 	j->burst = burst > 0 ? burst : 1;
 	memcpy(j->key, KEY_PREFIX, sizeof(KEY_PREFIX) - 1);
 	memcpy(j->key + sizeof(KEY_PREFIX) - 1, key, klen + 1);
+	j->hash = key_hash(j->key);
+	/* A token this edge already holds: allowed here and now. */
+	if (lease_take(rl, j->key, j->hash)) {
+		free(j);
+		done(user, true, 0);
+		return;
+	}
 
 	pthread_mutex_lock(&rl->mu);
 	if (rl->n_queued < rl->cfg.queue_max && !rl->stopping) {
@@ -263,6 +365,10 @@ edge_rl *edge_rl_new(const edge_rl_config *cfg, char *err, size_t errlen)
 	rl->cfg = *cfg;
 	pthread_mutex_init(&rl->mu, NULL);
 	pthread_cond_init(&rl->work, NULL);
+	pthread_mutex_init(&rl->lease_mu, NULL);
+	rl->leases = calloc(LEASE_SLOTS, sizeof(*rl->leases));
+	if (rl->leases == NULL)
+		goto nomem;
 	/* One connection per worker: a worker never waits for another's. */
 	rl->pool = rds_pool_new(cfg->redis_host, cfg->redis_port,
 				cfg->redis_password, workers, cfg->timeout_ms);
@@ -302,5 +408,7 @@ void edge_rl_free(edge_rl *rl)
 		rds_pool_free(rl->pool);
 	pthread_cond_destroy(&rl->work);
 	pthread_mutex_destroy(&rl->mu);
+	pthread_mutex_destroy(&rl->lease_mu);
+	free(rl->leases);
 	free(rl);
 }

@@ -10,7 +10,13 @@
  * after about two full refills of idleness.
  *
  * Redis calls block, so they never run on the caller's thread: a small
- * fixed pool of worker threads takes them from a bounded queue.
+ * fixed pool of worker threads takes them from a bounded queue. A busy
+ * key's take carries away a few tokens at once (up to 16, a twentieth of
+ * the burst; one for small limits) and keeps the rest here for the key's
+ * next requests, for as long as they take to refill: those requests are
+ * answered at once without Redis, and the shared bucket still bounds all
+ * edges together (ratelimit.c explains why a client under its rate never
+ * runs dry).
  *
  * Fail open: when Redis is unreachable or answers with an error, or the
  * queue is full, the request is allowed and a warning is logged (at most

@@ -664,6 +664,47 @@ class EdgeRateLimitTest(EdgeCase):
             time.sleep(0.05)
 
 
+class EdgeRateLeaseTest(EdgeCase):
+    """Busy keys take tokens from Redis a few at a time (ratelimit.c's
+    leases): fewer round trips, never more than the limit."""
+
+    EDGE_ENV = dict(EdgeCase.EDGE_ENV, EDGE_RATE_ANON_PER_MIN="600")
+
+    def evalsha_calls(self):
+        for line in self.stack.redis("INFO", "commandstats").decode().splitlines():
+            if line.startswith("cmdstat_evalsha:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
+    def test_leases_save_round_trips_and_keep_the_limit(self):
+        before, t0 = self.evalsha_calls(), time.monotonic()
+        for i in range(160):
+            st, _, _, raw = self.call("GET", "/.well-known/jwks.json", source="127.0.0.9")
+            self.assertEqual(st, 200, "request %d: %r" % (i + 1, raw))
+        calls = self.evalsha_calls() - before
+        # 600 a minute leases 16 tokens a take: 10 takes for 160 requests
+        # (a few more if a lease lapsed while the machine was slow).
+        self.assertLessEqual(calls, 40)
+        self.assertGreaterEqual(calls, 10)
+        tokens = float(self.stack.redis("HGET", "edge:rl:ip:127.0.0.9", "tokens").decode())
+        # Every request's token came out of the bucket (which refills 10 a
+        # second meanwhile).
+        self.assertLessEqual(tokens, 600 - 160 + 10 * (time.monotonic() - t0))
+
+    def test_the_limit_holds_with_leases(self):
+        allowed, t0 = 0, time.monotonic()
+        for _ in range(700):
+            st = self.call("GET", "/.well-known/jwks.json", source="127.0.0.10")[0]
+            if st == 200:
+                allowed += 1
+            else:
+                self.assertEqual(st, 429)
+        elapsed = time.monotonic() - t0
+        # The burst, plus what refilled meanwhile (10 a second), never more.
+        self.assertGreaterEqual(allowed, 600)
+        self.assertLessEqual(allowed, 600 + 10 * elapsed + 1)
+
+
 class EdgeDeadlineTest(EdgeCase):
     EDGE_ENV = dict(EdgeCase.EDGE_ENV, EDGE_REQUEST_TIMEOUT_MS="1000")
 
