@@ -78,13 +78,14 @@ def needed(binary):
 
 
 def library_paths():
-    """{soname: path} of the native (x86-64 or other 64-bit) libraries."""
+    """{soname: path} of the native 64-bit libraries (x86-64, AArch64...),
+    not of a 32-bit multiarch copy."""
     r = subprocess.run(["ldconfig", "-p"], stdout=subprocess.PIPE, text=True,
                        timeout=30, check=True)
     out = {}
     for line in r.stdout.splitlines():
         m = re.match(r"\s*(\S+) \(([^)]*)\) => (\S+)", line)
-        if m and ("64" in m.group(2) or "," not in m.group(2)):
+        if m and "64" in m.group(2):
             out.setdefault(m.group(1), m.group(3))
     return out
 
