@@ -11,6 +11,7 @@ volumes for the data, secrets only from .env or compose secrets.
 """
 
 import argparse
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -63,14 +64,14 @@ class ComposeConfig(unittest.TestCase):
         r = run_config(REPO, PLACEHOLDERS, "-q")
         self.assertEqual(r.returncode, 0, r.stderr)
 
-    def test_each_secret_is_required(self):
-        for name in SECRETS:
-            with self.subTest(secret=name):
-                env = {k: v for k, v in PLACEHOLDERS.items() if k != name}
-                r = run_config(REPO, env, "-q")
-                self.assertNotEqual(r.returncode, 0,
-                                    "compose.yaml starts without " + name)
-                self.assertIn(name, r.stderr)
+    def test_missing_secret_is_refused(self):
+        # One run shows compose enforces ${VAR:?}; test_secrets_not_in_the_file
+        # checks that every secret is written that way. (docker-compose
+        # names only the first missing variable.)
+        r = run_config(REPO, {}, "-q")
+        self.assertNotEqual(r.returncode, 0, "compose.yaml starts without "
+                            "any of " + ", ".join(SECRETS))
+        self.assertTrue(any(name in r.stderr for name in SECRETS), r.stderr)
 
     def test_broken_file_fails(self):
         # The validator must notice a broken file, or test_valid proves
@@ -83,25 +84,31 @@ class ComposeConfig(unittest.TestCase):
                               "condition: service_happy"),
             "unknown dependency": ("      redis:\n        condition",
                                    "      rediss:\n        condition"),
+            # The same file unbroken passes: the failures come from the
+            # breakages, not from the copy.
+            "nothing": ("", ""),
         }
         with tempfile.TemporaryDirectory(prefix="estore-compose-") as tmp:
-            shutil.copy(os.path.join(REPO, ".env.example"), tmp)
-            for what, (old, new) in breakages.items():
-                with self.subTest(breakage=what):
-                    self.assertIn(old, good)
-                    with open(os.path.join(tmp, "compose.yaml"), "w",
-                              encoding="utf-8") as f:
-                        f.write(good.replace(old, new, 1))
-                    r = run_config(tmp, PLACEHOLDERS, "-q")
+            def check(item):
+                what, (old, new) = item
+                d = os.path.join(tmp, what.replace(" ", "-"))
+                os.mkdir(d)
+                shutil.copy(os.path.join(REPO, ".env.example"), d)
+                with open(os.path.join(d, "compose.yaml"), "w",
+                          encoding="utf-8") as f:
+                    f.write(good.replace(old, new, 1))
+                return what, old in good, run_config(d, PLACEHOLDERS, "-q")
+            # docker-compose takes most of a second to start: in parallel.
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(check, breakages.items()))
+        for what, found, r in results:
+            with self.subTest(breakage=what):
+                self.assertTrue(found)
+                if what == "nothing":
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                else:
                     self.assertNotEqual(r.returncode, 0,
                                         "accepted with a " + what)
-            # The same copy, unbroken, passes: the failures above come from
-            # the breakages, not from the copy.
-            with open(os.path.join(tmp, "compose.yaml"), "w",
-                      encoding="utf-8") as f:
-                f.write(good)
-            r = run_config(tmp, PLACEHOLDERS, "-q")
-            self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_datastores(self):
         want = {"postgres": "postgres:15", "redis": "redis:7",
