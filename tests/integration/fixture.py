@@ -80,6 +80,7 @@ API
       st.stop_postgres(mode="fast"|"immediate"), st.start_postgres()
       st.stop_redis(save=True|False), st.start_redis()      same ports, same data
       st.postgres_alive(), st.redis_alive()
+      st.postgres_pid(), st.redis_pid()   PIDs of the servers (None when stopped)
       st.failed = True            keep the temp dir and print log tails at close
       st.psql(sql) -> stdout      runs psql against the test database
       st.redis(*args) -> reply    one Redis command over a socket (RESP)
@@ -685,6 +686,9 @@ class Stack:
     def postgres_alive(self):
         return self._pg is not None and self._pg.alive()
 
+    def postgres_pid(self):
+        return self._pg.pid if self._pg is not None else None
+
     def psql(self, sql, db="estore"):
         r = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
                             "-h", self.net.addr("postgres"), "-p", str(self.db_port), "-U", "estore",
@@ -747,6 +751,9 @@ class Stack:
 
     def redis_alive(self):
         return self._redis is not None and self._redis.alive()
+
+    def redis_pid(self):
+        return self._redis.pid if self._redis is not None else None
 
     def redis(self, *args, timeout=5):
         """One command; returns the decoded reply (bytes for bulk strings)."""
