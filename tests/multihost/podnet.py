@@ -8,6 +8,7 @@ pod resolved through a per-namespace /etc/hosts.
     fixture.Stack(net=net)    # the fixture places each process with net
     net.remove_pod("account") # the pod and its link are gone
     net.add_pod("account")    # back with the same name and address
+    net.move_pod("account", net.spare_ip())   # (while removed) or another
     net.down()                # everything removed (idempotent)
 
 Layout: the bridge lives in a namespace of its own ("<tag>-net"), so this
@@ -211,6 +212,24 @@ class PodNet:
         _ip("netns", "del", ns)
         if ns in self._made:
             self._made.remove(ns)
+
+    def spare_ip(self):
+        """An address of the subnet no pod uses."""
+        used = set(self.ips.values())
+        for i in range(10, 255):
+            ip = "%s.%d" % (SUBNET, i)
+            if ip not in used:
+                return ip
+        raise NetError("no free address in %s.0/24" % SUBNET)
+
+    def move_pod(self, name, ip):
+        """Gives pod `name` (removed, not yet added again) another address,
+        and every pod's hosts file the new one for its name. The files
+        are rewritten in place: `ip netns exec` bind-mounted them, so the
+        running processes see the change at their next lookup."""
+        self.ips[name] = ip
+        for n in self.names + [CLIENT]:
+            self._write_hosts(n)
 
     def _write_hosts(self, name):
         if not os.path.isdir(NETNS_DIR):

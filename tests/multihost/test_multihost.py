@@ -9,7 +9,8 @@ It proves that nothing depends on localhost (every server listens on its
 pod's address only; the account journey works across the pods), that a pod
 that goes away (process killed, namespace and link deleted) leaves the
 others answering while callers get 503 / UNAVAILABLE promptly, and that
-everything recovers when the pod is back with the same name and address.
+everything recovers when the pod is back with the same name and address,
+or with the same name at another address (a rescheduled pod).
 
 Needs root and `ip netns`; exits 77 (ctest: skipped) without them.
 """
@@ -282,6 +283,39 @@ class MultiHostTest(unittest.TestCase):
         self.assertEqual(got[0], 200, got[2])
         code, _, raw = self.call("POST", "/v1/auth/login", {"email": email, "password": pw})
         self.assertEqual(code, 200, raw)
+
+
+    def test_pod_back_at_another_address(self):
+        """What a rescheduled pod does: same name, new address. The
+        callers' channels re-resolve the name when the old address stops
+        answering."""
+        st = self.stack
+        email, pw, pair = self.register()
+        # The edge is connected to the old address (auth is too: it
+        # watches account's health).
+        self.assertEqual(self.call("GET", "/v1/accounts/me", token=pair["accessToken"])[0], 200)
+        old = self.net.addr("account")
+        st.kill_service("account")
+        self.net.remove_pod("account")
+        try:
+            self.net.move_pod("account", self.net.spare_ip())
+        finally:
+            self.net.add_pod("account")
+            st.start_service("account")
+        new = self.net.addr("account")
+        self.assertNotEqual(new, old)
+        self.assertIn((new, st.ports["account"]), listening(st.pid("account")))
+        # The edge's channel to account, and auth's (login reads the
+        # account by email).
+        took, got = self.wait_status(200, "GET", "/v1/accounts/me", RECOVER_WITHIN_S,
+                                     token=pair["accessToken"])
+        self.assertEqual(got[0], 200, got[2])
+        self.assertEqual(got[1]["email"], email)
+        took, got = self.wait_status(200, "POST", "/v1/auth/login", RECOVER_WITHIN_S,
+                                     body={"email": email, "password": pw})
+        self.assertEqual(got[0], 200, got[2])
+        took, got = self.wait_status(200, "GET", "/readyz", RECOVER_WITHIN_S)
+        self.assertEqual(got[0], 200, got[2])
 
 
 def main():
