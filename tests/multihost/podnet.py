@@ -95,6 +95,10 @@ def unavailable():
                 check=False)
         if r.returncode != 0:
             return "cannot create a veth pair: %s" % r.stderr.strip()
+        # It mounts a new /sys and the /etc/netns files: containers may refuse.
+        r = _ip("netns", "exec", probe, "true", check=False)
+        if r.returncode != 0:
+            return "`ip netns exec` fails here: %s" % r.stderr.strip()
     finally:
         _ip("netns", "del", probe, check=False)
     return None

@@ -139,7 +139,7 @@ class MultiHostTest(unittest.TestCase):
             self.stack.failed = True
         return r
 
-    # -- helpers --
+    # -- requests to the edge pod --
 
     def call(self, method, path, body=None, token=None, timeout=20):
         """One HTTP/1.1 request to the edge pod: (status, parsed JSON or
