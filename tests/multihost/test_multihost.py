@@ -247,10 +247,10 @@ class MultiHostTest(unittest.TestCase):
                 self.assertEqual(code, 503, raw)
                 self.assertLess(took, UNAVAILABLE_WITHIN_S, "503 took %.1f s" % took)
 
-            # The others answer: token and the edge directly, auth as a
-            # server (NOT_SERVING while a dependency is gone is its design).
+            # The others answer: token SERVING; auth answers too, and says
+            # NOT_SERVING while a dependency of its own is gone.
             self.assertEqual(st.health("token"), "SERVING")
-            self.assertIn(st.health("auth"), ("SERVING", "NOT_SERVING"))
+            self.assertEqual(st.wait_health("auth", "NOT_SERVING", timeout=15), "NOT_SERVING")
             self.assertEqual(self.call("GET", "/healthz")[0], 200)
             code, body, raw = self.call("GET", "/.well-known/jwks.json")
             self.assertEqual(code, 200, raw)
@@ -281,6 +281,7 @@ class MultiHostTest(unittest.TestCase):
         self.assertEqual(got[1]["email"], email)
         took, got = self.wait_status(200, "GET", "/readyz", RECOVER_WITHIN_S)
         self.assertEqual(got[0], 200, got[2])
+        self.assertEqual(st.wait_health("auth", "SERVING", timeout=RECOVER_WITHIN_S), "SERVING")
         code, _, raw = self.call("POST", "/v1/auth/login", {"email": email, "password": pw})
         self.assertEqual(code, 200, raw)
 
