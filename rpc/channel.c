@@ -1375,7 +1375,8 @@ static struct conn *pick_conn(rpc_channel *ch)
 }
 
 /* Connects idle subchannels. Returns true when queued calls should keep
- * waiting: something is connecting, resolving, or usable but full. */
+ * waiting: something is connecting (and has not failed since it last
+ * worked), resolving, or usable but full. */
 static bool ch_connect_idle(rpc_channel *ch)
 {
 	long long now = rpc_now_ns();
@@ -1391,7 +1392,12 @@ static bool ch_connect_idle(rpc_channel *ch)
 
 		if (!sub->conn && (!sub->in_backoff || now >= sub->retry_at_ns))
 			subch_connect(ch, sub);
-		if (sub->conn)
+		/* A subchannel whose connects failed stays in transient failure
+		 * until one works: calls fail fast (idempotent ones retry with
+		 * backoff) rather than wait for its next attempt, or an address
+		 * that answers nothing would hold every call for a connect
+		 * timeout, attempt after attempt. */
+		if (sub->conn && !sub->in_backoff)
 			wait = true;
 	}
 	return wait;

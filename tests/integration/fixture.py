@@ -48,13 +48,19 @@ API
         #       "listening" (any health answer, e.g. NOT_SERVING while a
         #       dependency is down), or None (don't wait)
 
+    fixture.Stack(net=placement)         # where each process runs, listens and
+                                         # is reached (default Loopback(): all
+                                         # on 127.0.0.1; tests/multihost puts
+                                         # each in its own network namespace)
+
     Stack attributes / methods
       st.dir                      the temp dir (logs/, pg/, redis/, keys/)
       st.db_port, st.redis_port   the loopback ports
       st.ports[name]              gRPC port of "account", "token", "auth"
                                   (allocated up front, so every service knows
                                   every other's address before it starts)
-      st.target(name)             "127.0.0.1:PORT"
+      st.net                      the placement (Loopback() unless given)
+      st.target(name)             "ADDR:PORT" (ADDR: st.net.addr(name))
       st.secret                   AUTH_SERVICE_SECRET (random per stack)
       st.key_dir, st.generate_key(kid)   ES256 PEM keys (first kid: "test-1")
       st.env(name, extra)         the environment a service gets
@@ -74,6 +80,7 @@ API
       st.stop_postgres(mode="fast"|"immediate"), st.start_postgres()
       st.stop_redis(save=True|False), st.start_redis()      same ports, same data
       st.postgres_alive(), st.redis_alive()
+      st.postgres_pid(), st.redis_pid()   PIDs of the servers (None when stopped)
       st.failed = True            keep the temp dir and print log tails at close
       st.psql(sql) -> stdout      runs psql against the test database
       st.redis(*args) -> reply    one Redis command over a socket (RESP)
@@ -367,9 +374,9 @@ def _pid_alive(pid):
         return True
 
 
-def _port_open(port, timeout=0.2):
+def _port_open(port, timeout=0.2, host="127.0.0.1"):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -406,6 +413,36 @@ def _resp_read(f):
     raise RuntimeError("redis: unexpected reply %r" % line)
 
 
+# ---- where processes run -------------------------------------------------
+
+class Loopback:
+    """Where the stack's processes run and how they find each other: the
+    default puts everything on 127.0.0.1 of this network namespace.
+    Another placement (tests/multihost: one network namespace per
+    process) provides the same methods; names are "postgres", "redis" and
+    the services ("token", ..., "edge")."""
+
+    # Addresses PostgreSQL must trust besides loopback (pg_hba CIDR).
+    peer_cidr = None
+
+    def wrap(self, name, argv):
+        """The command line that runs argv as `name` (e.g. inside its
+        network namespace); must exec, not fork, so the PID is argv's."""
+        return list(argv)
+
+    def listen(self, name):
+        """The address `name` binds to."""
+        return "127.0.0.1"
+
+    def host(self, name):
+        """What the other processes put in *_HOST to reach `name`."""
+        return "127.0.0.1"
+
+    def addr(self, name):
+        """The address this test process connects to `name` on."""
+        return "127.0.0.1"
+
+
 # ---- the stack -------------------------------------------------------------
 
 class _Proc:
@@ -426,8 +463,9 @@ class Stack:
     STOP_TIMEOUT = 20.0
     PG_START_TIMEOUT = 60.0
 
-    def __init__(self, keep=None):
+    def __init__(self, keep=None, net=None):
         self.keep = _args().keep if keep is None else keep
+        self.net = net or Loopback()
         self.failed = False
         self.dir = None
         self.procs = {}           # name -> _Proc (services)
@@ -541,16 +579,20 @@ class Stack:
     def _logpath(self, name):
         return os.path.join(self.dir, "logs", name + ".log")
 
-    def _spawn(self, argv, log, env=None, cwd=None, as_user=None):
+    def _spawn(self, argv, log, env=None, cwd=None, as_user=None, name=None):
         """Starts argv under setpriv with a parent-death signal (and another
-        uid when asked); output to the log file, never to a pipe."""
+        uid when asked), placed by self.net as `name` when given; output
+        to the log file, never to a pipe."""
         pre = ["setpriv", "--pdeathsig", "SIGKILL"]
         if as_user:
             pre += ["--reuid", str(as_user[0]), "--regid", str(as_user[1]), "--clear-groups"]
             if self._run_caps:
                 pre += ["--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
+        argv = pre + list(argv)
+        if name is not None:
+            argv = self.net.wrap(name, argv)
         with open(log, "ab") as f:
-            return subprocess.Popen(pre + list(argv), stdin=subprocess.DEVNULL,
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                     stdout=f, stderr=subprocess.STDOUT,
                                     env=env, cwd=cwd or self.dir)
 
@@ -601,6 +643,11 @@ class Stack:
             rc = "timeout"
         if rc != 0:
             raise RuntimeError("initdb failed (%s):\n%s" % (rc, _tail(log)))
+        if self.net.peer_cidr:
+            # initdb trusts loopback only; the services connect from
+            # their own addresses.
+            with open(os.path.join(self._pg_data, "pg_hba.conf"), "a") as f:
+                f.write("host all all %s trust\n" % self.net.peer_cidr)
 
     def _pg_ready(self):
         """postmaster.pid's status line says 'ready' (what pg_ctl -w checks)."""
@@ -609,7 +656,8 @@ class Stack:
                 lines = f.read().splitlines()
         except OSError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready" and _port_open(self.db_port)
+        return (len(lines) >= 8 and lines[7].strip() == "ready"
+                and _port_open(self.db_port, host=self.net.addr("postgres")))
 
     def start_postgres(self):
         """Starts (or restarts) the postmaster on the same port and data."""
@@ -618,11 +666,11 @@ class Stack:
         log = self._logpath("postgres")
         argv = [os.path.join(PG_BIN, "postgres"), "-D", self._pg_data,
                 "-p", str(self.db_port), "-k", self._pg_sock,
-                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                "-c", "listen_addresses=" + self.net.listen("postgres"), "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200"]
         self._pg = _Proc(self._spawn(argv, log, cwd=os.path.dirname(self._pg_data),
-                                     as_user=self._run_as), log)
+                                     as_user=self._run_as, name="postgres"), log)
         ok = wait_until(lambda: not self._pg.alive() or self._pg_ready(), self.PG_START_TIMEOUT)
         if not self._pg.alive() or not ok:
             self._stop_proc(self._pg, signal.SIGQUIT, 10)
@@ -641,9 +689,12 @@ class Stack:
     def postgres_alive(self):
         return self._pg is not None and self._pg.alive()
 
+    def postgres_pid(self):
+        return self._pg.pid if self._pg is not None else None
+
     def psql(self, sql, db="estore"):
         r = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                            "-h", "127.0.0.1", "-p", str(self.db_port), "-U", "estore",
+                            "-h", self.net.addr("postgres"), "-p", str(self.db_port), "-U", "estore",
                             "-d", db, "-c", sql],
                            capture_output=True, text=True, timeout=30,
                            env=dict(os.environ, PGCONNECT_TIMEOUT="5"))
@@ -662,10 +713,13 @@ class Stack:
         if self._redis is not None and self._redis.alive():
             return
         log = self._logpath("redis")
-        argv = [REDIS_SERVER, "--port", str(self.redis_port), "--bind", "127.0.0.1",
+        bind = self.net.listen("redis")
+        # Protected mode (no password) answers loopback clients only.
+        protected = "yes" if bind == "127.0.0.1" else "no"
+        argv = [REDIS_SERVER, "--port", str(self.redis_port), "--bind", bind,
                 "--save", "", "--appendonly", "no", "--dir", os.path.join(self.dir, "redis"),
-                "--daemonize", "no", "--protected-mode", "yes"]
-        self._redis = _Proc(self._spawn(argv, log), log)
+                "--daemonize", "no", "--protected-mode", protected]
+        self._redis = _Proc(self._spawn(argv, log, name="redis"), log)
 
         def ready():
             if not self._redis.alive():
@@ -701,9 +755,13 @@ class Stack:
     def redis_alive(self):
         return self._redis is not None and self._redis.alive()
 
+    def redis_pid(self):
+        return self._redis.pid if self._redis is not None else None
+
     def redis(self, *args, timeout=5):
         """One command; returns the decoded reply (bytes for bulk strings)."""
-        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=timeout) as s:
+        with socket.create_connection((self.net.addr("redis"), self.redis_port),
+                                      timeout=timeout) as s:
             s.sendall(_resp_encode(args))
             with s.makefile("rb") as f:
                 return _resp_read(f)
@@ -730,21 +788,21 @@ class Stack:
     # -- services --
 
     def target(self, name):
-        return "127.0.0.1:%d" % self.ports[name]
+        return "%s:%d" % (self.net.addr(name), self.ports[name])
 
     def env(self, name, extra=None):
         """The environment service `name` starts with."""
         e = {k: v for k, v in os.environ.items() if k not in _OUR_VARS}
         e.update({
             "LOG_LEVEL": "debug",
-            "LISTEN_HOST": "127.0.0.1",
-            "DB_HOST": "127.0.0.1",
+            "LISTEN_HOST": self.net.listen(name),
+            "DB_HOST": self.net.host("postgres"),
             "DB_PORT": str(self.db_port or 1),
             "DB_USER": "estore",
             "DB_PASSWORD": "",
             "DB_NAME": "estore",
             "DB_POOL_SIZE": "4",
-            "REDIS_HOST": "127.0.0.1",
+            "REDIS_HOST": self.net.host("redis"),
             "REDIS_PORT": str(self.redis_port or 1),
             "REDIS_PASSWORD": "",
             "AUTH_SERVICE_SECRET": self.secret,
@@ -754,7 +812,7 @@ class Stack:
             "ESTORE_ENV_FILE": self._empty_env,
         })
         for n, (h, p) in _HOST_PORT_VARS.items():
-            e[h] = "127.0.0.1"
+            e[h] = self.net.host(n)
             e[p] = str(self.ports[n])
         e["EDGE_PORT"] = str(self.ports[EDGE])
         if name in self.metrics_ports:
@@ -779,7 +837,7 @@ class Stack:
         log = self._logpath(name)
         with open(log, "ab") as f:
             f.write(b"===== start %s =====\n" % time.strftime("%H:%M:%S").encode())
-        proc = _Proc(self._spawn([path], log, env=self.env(name, extra_env)), log)
+        proc = _Proc(self._spawn([path], log, env=self.env(name, extra_env), name=name), log)
         self.procs[name] = proc
         self.exit_codes.pop(name, None)
         if name in self.order:
@@ -794,7 +852,7 @@ class Stack:
         return proc
 
     def edge_url(self, path=""):
-        return "http://127.0.0.1:%d%s" % (self.ports[EDGE], path)
+        return "http://%s:%d%s" % (self.net.addr(EDGE), self.ports[EDGE], path)
 
     def wait_http_ok(self, path, timeout=20.0):
         """Bounded wait until GET `path` on the edge answers 200."""
@@ -807,7 +865,8 @@ class Stack:
                 raise RuntimeError("estore-edge exited with %s while starting:\n%s"
                                    % (p.popen.returncode, self.log_tail(EDGE)))
             try:
-                c = http.client.HTTPConnection("127.0.0.1", self.ports[EDGE], timeout=1)
+                c = http.client.HTTPConnection(self.net.addr(EDGE), self.ports[EDGE],
+                                               timeout=1)
                 c.request("GET", path)
                 last = c.getresponse().status
                 c.close()
