@@ -459,10 +459,18 @@ static void send_call(call *c)
 	edge_backend *be = backend_of(g, c->route->method);
 	rpc_call_opts opts = { 0 };
 
+	rpc_channel *ch = NULL;
+
+	if (be != NULL) {
+		size_t i = edge_http_loop_index(c->rc.req);
+
+		ch = be->loop_channels && i < be->n_loop_channels ?
+			be->loop_channels[i] : be->channel;
+	}
 	opts.deadline_ns = c->rc.deadline_ns;
 	opts.metadata = &c->md;
 	opts.trailers_out = &c->trailers;
-	if (be == NULL || rpc_channel_call_async(be->channel, c->route->method,
+	if (ch == NULL || rpc_channel_call_async(ch, c->route->method,
 						 &opts, c->msg, call_done, c) != 0) {
 		reply_ctx rc = c->rc;
 

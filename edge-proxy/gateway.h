@@ -33,11 +33,17 @@
 
 typedef struct edge_gateway edge_gateway;
 
-/* A service the edge fronts: its routes go to `channel` (borrowed; it
- * must outlive the gateway). */
+/* A service the edge fronts: its routes go to `channel`, or, when given,
+ * to the channel of the HTTP loop the request came in on
+ * (loop_channels[edge_http_loop_index(req)], made with
+ * rpc_channel_new_on_loop on edge_http_server_loop): the call and its
+ * reply then stay on that loop's thread. All borrowed; they must outlive
+ * the gateway. /readyz uses `channel`. */
 typedef struct edge_backend {
 	const rpc_service_desc *service;
 	rpc_channel *channel;
+	rpc_channel *const *loop_channels;
+	size_t n_loop_channels;
 } edge_backend;
 
 typedef struct edge_gateway_config {

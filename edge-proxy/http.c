@@ -174,6 +174,7 @@ struct edge_http_request *http_req_new(struct http_conn *c, int version)
 	r->core = c->io->srv->core;
 	atomic_fetch_add(&r->core->refs, 1);
 	r->loop = c->io->loop;
+	r->io_index = (size_t)(c->io - c->io->srv->io);
 	r->conn = c;
 	r->version = version;
 	r->tls = c->ssl != NULL;
@@ -1131,6 +1132,45 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 /* ------------------------------------------------------------------ */
 /* the server                                                          */
 
+static int make_io_loops(edge_http_server *s)
+{
+	s->n_io = s->cfg.io_threads;
+	s->core = calloc(1, sizeof(*s->core) + (size_t)s->n_io * sizeof(rpc_loop *));
+	s->io = calloc((size_t)s->n_io, sizeof(*s->io));
+	if (!s->core || !s->io)
+		return -1;
+	atomic_init(&s->core->refs, 1);
+	for (int i = 0; i < s->n_io; i++) {
+		struct http_io *io = &s->io[i];
+
+		io->srv = s;
+		io->loop = rpc_loop_new("edge-http");
+		if (!io->loop)
+			return -1;
+		s->core->loops[s->core->n++] = io->loop;
+		io->readbuf = malloc(PREFACE_LEN + READ_CHUNK);
+		io->flush_ev = event_new(rpc_loop_base(io->loop), -1, 0, on_flush, io);
+		if (!io->readbuf || !io->flush_ev)
+			return -1;
+	}
+	return 0;
+}
+
+size_t edge_http_server_loops(const edge_http_server *s)
+{
+	return (size_t)s->n_io;
+}
+
+struct rpc_loop *edge_http_server_loop(edge_http_server *s, size_t i)
+{
+	return i < (size_t)s->n_io ? s->io[i].loop : NULL;
+}
+
+size_t edge_http_loop_index(const edge_http_request *r)
+{
+	return r->io_index;
+}
+
 edge_http_server *edge_http_server_new(const edge_http_config *cfg,
 				       edge_http_handler handler, void *user,
 				       char *err, size_t errlen)
@@ -1179,6 +1219,14 @@ edge_http_server *edge_http_server_new(const edge_http_config *cfg,
 	atomic_init(&s->next_io, 0);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	/* The I/O loops exist from here (started by edge_http_server_start),
+	 * so channels can be put on them before the first request. */
+	if (make_io_loops(s) != 0) {
+		if (err && errlen)
+			snprintf(err, errlen, "edge http: out of memory");
+		edge_http_server_free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -1250,31 +1298,8 @@ int edge_http_server_start(edge_http_server *s, char *err, size_t errlen)
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	s->started = true;
 
-	s->n_io = s->cfg.io_threads;
-	s->core = calloc(1, sizeof(*s->core) + (size_t)s->n_io * sizeof(rpc_loop *));
-	s->io = calloc((size_t)s->n_io, sizeof(*s->io));
-	if (!s->core || !s->io) {
-		snprintf(err, errlen, "edge http: out of memory");
-		goto out;
-	}
-	atomic_init(&s->core->refs, 1);
 	for (int i = 0; i < s->n_io; i++) {
-		struct http_io *io = &s->io[i];
-
-		io->srv = s;
-		io->loop = rpc_loop_new("edge-http");
-		if (!io->loop) {
-			snprintf(err, errlen, "edge http: out of memory");
-			goto out;
-		}
-		s->core->loops[s->core->n++] = io->loop;
-		io->readbuf = malloc(PREFACE_LEN + READ_CHUNK);
-		io->flush_ev = event_new(rpc_loop_base(io->loop), -1, 0, on_flush, io);
-		if (!io->readbuf || !io->flush_ev) {
-			snprintf(err, errlen, "edge http: out of memory");
-			goto out;
-		}
-		if (rpc_loop_start(io->loop)) {
+		if (rpc_loop_start(s->io[i].loop)) {
 			snprintf(err, errlen, "edge http: cannot start a thread");
 			goto out;
 		}

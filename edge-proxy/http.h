@@ -72,6 +72,15 @@ int edge_http_server_start(edge_http_server *s, char *err, size_t errlen);
 /* The port bound (useful with port 0). */
 int edge_http_server_port(const edge_http_server *s);
 
+/* The I/O loops (edge_http_config.io_threads of them), which exist from
+ * edge_http_server_new on and run from edge_http_server_start until the
+ * shutdown: a handler's work can be put on the loop its request came in
+ * on (edge_http_loop_index), e.g. a gRPC channel per loop, so a request
+ * and its backend call never cross threads. */
+struct rpc_loop;
+size_t edge_http_server_loops(const edge_http_server *s);
+struct rpc_loop *edge_http_server_loop(edge_http_server *s, size_t i);
+
 /* Client connections open now (any thread). */
 long edge_http_server_open_connections(edge_http_server *s);
 
@@ -102,6 +111,8 @@ const uint8_t *edge_http_body(const edge_http_request *r, size_t *len);
 const char *edge_http_peer(const edge_http_request *r);
 /* 11 for HTTP/1.1 (and 1.0), 20 for HTTP/2. */
 int edge_http_version(const edge_http_request *r);
+/* The index of the loop the request came in on (edge_http_server_loop). */
+size_t edge_http_loop_index(const edge_http_request *r);
 /* True when the request came over TLS. */
 bool edge_http_tls(const edge_http_request *r);
 /* True once the client has gone away (connection closed, stream reset):

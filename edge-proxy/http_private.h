@@ -41,6 +41,7 @@ struct edge_http_request {
 	atomic_bool cancelled;
 	struct http_core *core;     /* keeps the loops alive */
 	rpc_loop *loop;
+	size_t io_index;            /* which of the server's loops */
 
 	/* Loop thread only. */
 	struct http_conn *conn;     /* NULL once detached */

@@ -144,6 +144,43 @@ static const cfg_var config_vars[] = {
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
 
+/* The HTTP server exists before the gateway (the gateway's channels live
+ * on the server's loops), so its handler finds the gateway through here;
+ * set before the server starts, read only after. */
+struct app {
+	edge_gateway *gw;
+};
+
+static void handle(edge_http_request *req, void *user)
+{
+	edge_gateway_handle(req, ((struct app *)user)->gw);
+}
+
+/* One channel to `addr` on each HTTP loop; NULL on failure. */
+static rpc_channel **loop_channels(edge_http_server *http, const char *addr)
+{
+	size_t n = edge_http_server_loops(http);
+	rpc_channel **chs = calloc(n ? n : 1, sizeof(*chs));
+
+	for (size_t i = 0; chs && i < n; i++) {
+		chs[i] = rpc_channel_new_on_loop(addr, NULL, edge_http_server_loop(http, i));
+		if (chs[i] == NULL) {
+			while (i-- > 0)
+				rpc_channel_free(chs[i]);
+			free(chs);
+			return NULL;
+		}
+	}
+	return chs;
+}
+
+static void loop_channels_free(rpc_channel **chs, size_t n)
+{
+	for (size_t i = 0; chs && i < n; i++)
+		rpc_channel_free(chs[i]);
+	free(chs);
+}
+
 /* Splits "a, b,c" in place into at most `max` trimmed, non-empty items. */
 static size_t split_origins(char *s, const char **out, size_t max)
 {
@@ -174,6 +211,10 @@ int main(void)
 	edge_rl_config rlc;
 	edge_gateway *gw = NULL;
 	edge_http_server *http = NULL;
+	struct app app = { 0 };
+	/* Per HTTP loop: account, auth, token. */
+	rpc_channel **on_loops[3] = { NULL, NULL, NULL };
+	size_t n_loops = 0;
 	edge_http_config hc;
 	edge_gateway_config gc = { 0 };
 	const char *origins[MAX_CORS_ORIGINS];
@@ -246,11 +287,46 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "rate limits: %s", err);
 		goto out;
 	}
+	edge_http_config_defaults(&hc);
+	hc.host = cfg.listen_host;
+	hc.port = (int)cfg.port;
+	hc.io_threads = (int)cfg.io_threads;
+	hc.max_body_bytes = (size_t)cfg.max_body;
+	hc.max_header_bytes = (size_t)cfg.max_header;
+	hc.header_timeout_ms = (int)cfg.header_timeout_ms;
+	hc.body_timeout_ms = (int)cfg.body_timeout_ms;
+	hc.idle_timeout_ms = (int)cfg.idle_timeout_ms;
+	hc.max_connections = (int)cfg.max_connections;
+	hc.tls_cert_file = cfg.tls_cert_file[0] ? cfg.tls_cert_file : NULL;
+	hc.tls_key_file = cfg.tls_key_file[0] ? cfg.tls_key_file : NULL;
+	hc.tls_required = cfg.tls_required;
+	http = edge_http_server_new(&hc, handle, &app, err, sizeof(err));
+	if (http == NULL) {
+		rpc_log(RPC_LOG_ERROR, "main", "HTTP server: %s", err);
+		goto out;
+	}
+	/* Each HTTP loop calls the services over channels of its own: a
+	 * request, its call and the reply stay on one thread. */
+	n_loops = edge_http_server_loops(http);
+	{
+		const char *hosts[3] = { cfg.account_host, cfg.auth_host, cfg.token_host };
+		long long ports[3] = { cfg.account_port, cfg.auth_port, cfg.token_port };
+
+		for (int b = 0; b < 3; b++) {
+			cfg_host_port(hosts[b], ports[b], addr, sizeof(addr));
+			on_loops[b] = loop_channels(http, addr);
+			if (on_loops[b] == NULL) {
+				rpc_log(RPC_LOG_ERROR, "main", "bad service address or no memory");
+				goto out;
+			}
+		}
+	}
 	{
 		const edge_backend backends[] = {
-			{ &estore_account_v1_AccountService_service, account },
-			{ &estore_auth_v1_AuthService_service, auth },
-			{ &estore_token_v1_TokenService_service, token },
+			{ &estore_account_v1_AccountService_service, account,
+			  on_loops[0], n_loops },
+			{ &estore_auth_v1_AuthService_service, auth, on_loops[1], n_loops },
+			{ &estore_token_v1_TokenService_service, token, on_loops[2], n_loops },
 		};
 
 		gc.request_timeout_ms = cfg.request_timeout_ms;
@@ -270,24 +346,9 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "routes: %s", err);
 		goto out;
 	}
-
-	edge_http_config_defaults(&hc);
-	hc.host = cfg.listen_host;
-	hc.port = (int)cfg.port;
-	hc.io_threads = (int)cfg.io_threads;
-	hc.max_body_bytes = (size_t)cfg.max_body;
-	hc.max_header_bytes = (size_t)cfg.max_header;
-	hc.header_timeout_ms = (int)cfg.header_timeout_ms;
-	hc.body_timeout_ms = (int)cfg.body_timeout_ms;
-	hc.idle_timeout_ms = (int)cfg.idle_timeout_ms;
-	hc.max_connections = (int)cfg.max_connections;
-	hc.tls_cert_file = cfg.tls_cert_file[0] ? cfg.tls_cert_file : NULL;
-	hc.tls_key_file = cfg.tls_key_file[0] ? cfg.tls_key_file : NULL;
-	hc.tls_required = cfg.tls_required;
-	http = edge_http_server_new(&hc, edge_gateway_handle, gw, err, sizeof(err));
-	if (http != NULL)
-		edge_gateway_set_server(gw, http);
-	if (http == NULL || edge_http_server_start(http, err, sizeof(err)) != 0) {
+	app.gw = gw;
+	edge_gateway_set_server(gw, http);
+	if (edge_http_server_start(http, err, sizeof(err)) != 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "HTTP server: %s", err);
 		goto out;
 	}
@@ -300,10 +361,13 @@ int main(void)
 	rpc_log(RPC_LOG_INFO, "main", "%s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	rc = 0;
 out:
-	/* Order: no new requests, answers for those in flight, then the
-	 * channels they use. */
+	/* Order: no new requests, answers for those in flight; the loops'
+	 * channels (their calls end, cancelled if still running), which
+	 * lets the gateway see nothing in flight; then the rest. */
 	if (http)
 		edge_http_server_shutdown(http, (int)cfg.drain_ms);
+	for (int b = 0; b < 3; b++)
+		loop_channels_free(on_loops[b], n_loops);
 	edge_gateway_free(gw);
 	edge_http_server_free(http);
 	edge_auth_free(tokens);

@@ -25,14 +25,7 @@
  * the most tokens one call takes for later requests. */
 #define LEASE_SLOTS 1024
 #define LEASE_MAX 16
-
-/* Tokens this edge took from a bucket ahead of use. */
-typedef struct lease {
-	uint64_t hash;
-	long long tokens;
-	long long expires_ns;    /* monotonic */
-	char key[KEY_MAX];
-} lease;
+#define LEASE_MIN_LIFE_NS 1000000000LL
 
 typedef struct job {
 	struct job *next;
@@ -40,8 +33,20 @@ typedef struct job {
 	void *user;
 	long long per_min, burst;
 	uint64_t hash;
+	bool leader;             /* fetches the lease its slot waits for */
 	char key[KEY_MAX];
 } job;
+
+/* Tokens this edge took from a bucket ahead of use, and the requests
+ * waiting while a fetch of more is under way. */
+typedef struct lease {
+	uint64_t hash;
+	long long tokens;
+	long long expires_ns;    /* monotonic */
+	bool fetching;           /* a leader job is at Redis for this key */
+	job *waiters, *waiters_tail;
+	char key[KEY_MAX];
+} lease;
 
 struct edge_rl {
 	edge_rl_config cfg;
@@ -101,68 +106,6 @@ static rds_script take_script = {
 		"return {taken, wait}\n",
 };
 
-/*
- * Leases. A request of a busy key need not cost a Redis round trip: a
- * take may carry away up to lease_size() tokens, the first for the
- * request and the rest kept here for the next requests of the key, for
- * as long as those tokens take to refill (lease_size / rate). The tokens
- * come out of the shared bucket, so several edges together never allow
- * more than the limit; tokens a lease still holds when it lapses are
- * lost, which can only make the limit stricter, and by at most what the
- * bucket refills in the lease's time, so a client under its rate never
- * runs dry. Small limits (a burst under 40, login's 10 a minute) take one
- * token at a time, exactly as without leases.
- */
-static long long mono_ns(void);
-
-static long long lease_size(long long burst)
-{
-	long long n = burst / 20;
-
-	return n < 1 ? 1 : n > LEASE_MAX ? LEASE_MAX : n;
-}
-
-static uint64_t key_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-/* Spends a leased token of `key`, if this edge holds one. */
-static bool lease_take(edge_rl *rl, const char *key, uint64_t h)
-{
-	lease *l = &rl->leases[h % LEASE_SLOTS];
-	bool ok = false;
-
-	pthread_mutex_lock(&rl->lease_mu);
-	if (l->tokens > 0 && l->hash == h && strcmp(l->key, key) == 0) {
-		if (mono_ns() < l->expires_ns) {
-			l->tokens--;
-			ok = true;
-		} else {
-			l->tokens = 0;
-		}
-	}
-	pthread_mutex_unlock(&rl->lease_mu);
-	return ok;
-}
-
-static void lease_keep(edge_rl *rl, const job *j, long long tokens)
-{
-	lease *l = &rl->leases[j->hash % LEASE_SLOTS];
-	long long life_ns = (long long)((double)(tokens + 1) * 60e9 / (double)j->per_min);
-
-	pthread_mutex_lock(&rl->lease_mu);
-	l->hash = j->hash;
-	l->tokens = tokens;
-	l->expires_ns = mono_ns() + life_ns;
-	memcpy(l->key, j->key, sizeof(l->key));
-	pthread_mutex_unlock(&rl->lease_mu);
-}
-
 void edge_rl_config_defaults(edge_rl_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -214,10 +157,156 @@ static void warn_open(edge_rl *rl, const char *why)
 			"(failing open): %s", why);
 }
 
+/*
+ * Leases. A request of a busy key need not cost a Redis round trip: a
+ * take may carry away up to lease_size() tokens, the first for the
+ * request and the rest kept here for the next requests of the key, for
+ * as long as those tokens take to refill (lease_size / rate, at least a
+ * second). The tokens come out of the shared bucket, so several edges
+ * together never allow more than the limit; tokens a lease still holds when it lapses are
+ * lost, which can only make the limit stricter, and by at most what the
+ * bucket refills in the lease's time, so a client under its rate never
+ * runs dry. Small limits (a burst under 40, login's 10 a minute) take one
+ * token at a time, exactly as without leases.
+ */
+static long long lease_size(long long burst)
+{
+	long long n = burst / 20;
+
+	return n < 1 ? 1 : n > LEASE_MAX ? LEASE_MAX : n;
+}
+
+static uint64_t key_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* What edge_rl_take does with a request, by its key's lease slot. */
+enum claim {
+	CLAIM_TAKEN,    /* a leased token: allowed now */
+	CLAIM_WAITING,  /* queued behind the fetch under way */
+	CLAIM_FETCH,    /* the leader: to Redis, for itself and a lease */
+	CLAIM_ALONE,    /* the slot serves another key: to Redis, no lease */
+};
+
+static bool slot_is(const lease *l, const job *j)
+{
+	return l->hash == j->hash && strcmp(l->key, j->key) == 0;
+}
+
+static enum claim lease_claim(edge_rl *rl, job *j)
+{
+	lease *l = &rl->leases[j->hash % LEASE_SLOTS];
+	enum claim c;
+
+	pthread_mutex_lock(&rl->lease_mu);
+	if (slot_is(l, j) && l->tokens > 0 && mono_ns() < l->expires_ns) {
+		l->tokens--;
+		c = CLAIM_TAKEN;
+	} else if (slot_is(l, j) && l->fetching) {
+		j->next = NULL;
+		if (l->waiters_tail)
+			l->waiters_tail->next = j;
+		else
+			l->waiters = j;
+		l->waiters_tail = j;
+		c = CLAIM_WAITING;
+	} else if (!l->fetching) {
+		/* The slot is ours now (another key's idle lease is dropped). */
+		l->hash = j->hash;
+		memcpy(l->key, j->key, sizeof(l->key));
+		l->tokens = 0;
+		l->fetching = true;
+		j->leader = true;
+		c = CLAIM_FETCH;
+	} else {
+		c = CLAIM_ALONE;
+	}
+	pthread_mutex_unlock(&rl->lease_mu);
+	return c;
+}
+
+static bool queue_job(edge_rl *rl, job *j);
+static void lease_settle(edge_rl *rl, job *j, long long taken, long long wait);
+
+/* A leader that cannot be queued (full, or stopping): its slot's waiters
+ * and itself go through unchecked, as any take that cannot be checked. */
+static void leader_fail_open(edge_rl *rl, job *j, const char *why)
+{
+	warn_open(rl, why);
+	lease_settle(rl, j, 0, -1);
+	j->done(j->user, true, 0);
+	free(j);
+}
+
+/*
+ * A leader's answer from Redis: `taken` tokens (one is the leader's), or
+ * the bucket empty (`wait` ms), or no answer (wait < 0: fail open). The
+ * waiters share the outcome: the leased tokens while they last; an empty
+ * bucket refuses them all alike; no answer lets them all through. Waiters
+ * left when the tokens run out get a new leader. Callbacks run here, on
+ * the worker, outside the lock.
+ */
+static void lease_settle(edge_rl *rl, job *j, long long taken, long long wait)
+{
+	lease *l = &rl->leases[j->hash % LEASE_SLOTS];
+	job *served = NULL, *next_leader = NULL;
+	long long life_ns = (long long)((double)taken * 60e9 / (double)j->per_min);
+
+	/* At least a second: a high limit refills a lease in microseconds,
+	 * which would end it before its next request. Still safe: a lease
+	 * that refills within the second holds fewer tokens than the bucket
+	 * gains in it. */
+	if (life_ns < LEASE_MIN_LIFE_NS)
+		life_ns = LEASE_MIN_LIFE_NS;
+	pthread_mutex_lock(&rl->lease_mu);
+	if (slot_is(l, j) && l->fetching) {
+		l->fetching = false;
+		l->tokens = taken > 1 ? taken - 1 : 0;
+		l->expires_ns = mono_ns() + life_ns;
+		while (l->waiters && (wait != 0 || l->tokens > 0)) {
+			job *w = l->waiters;
+
+			l->waiters = w->next;
+			if (wait == 0)
+				l->tokens--;
+			w->next = served;
+			served = w;
+		}
+		if (l->waiters == NULL) {
+			l->waiters_tail = NULL;
+		} else {
+			/* More waiters than tokens: the first fetches again,
+			 * the rest keep waiting for it. */
+			next_leader = l->waiters;
+			l->waiters = next_leader->next;
+			if (l->waiters == NULL)
+				l->waiters_tail = NULL;
+			next_leader->next = NULL;
+			next_leader->leader = true;
+			l->fetching = true;
+		}
+	}
+	pthread_mutex_unlock(&rl->lease_mu);
+	while (served) {
+		job *w = served;
+
+		served = w->next;
+		w->done(w->user, wait <= 0, wait > 0 ? wait : 0);
+		free(w);
+	}
+	if (next_leader && !queue_job(rl, next_leader))
+		leader_fail_open(rl, next_leader, "queue full");
+}
+
 /* The script for one job: the ms to wait (0 = taken; tokens taken beyond
  * the first are leased), or -1 when Redis could not tell (the caller fails
  * open). */
-static long long run_take(edge_rl *rl, const job *j)
+static long long run_take(edge_rl *rl, const job *j, long long *taken_out)
 {
 	char now[24], burst[24], per[40], want[24];
 	const char *argv[5] = { j->key, now, burst, per, want };
@@ -227,11 +316,12 @@ static long long run_take(edge_rl *rl, const job *j)
 	redisReply *r;
 	long long wait = -1;
 
+	*taken_out = 0;
 	snprintf(now, sizeof(now), "%lld", wall_ms());
 	snprintf(burst, sizeof(burst), "%lld", j->burst);
 	/* Fractional: 120 a minute is 500 ms a token, 7 a minute 8571.43. */
 	snprintf(per, sizeof(per), "%.3f", 60000.0 / (double)j->per_min);
-	snprintf(want, sizeof(want), "%lld", lease_size(j->burst));
+	snprintf(want, sizeof(want), "%lld", j->leader ? lease_size(j->burst) : 1);
 	for (int i = 0; i < 5; i++)
 		argvlen[i] = strlen(argv[i]);
 	c = rds_acquire(rl->pool, rl->cfg.timeout_ms, &code);
@@ -252,10 +342,9 @@ static long long run_take(edge_rl *rl, const job *j)
 		long long taken = r->element[0]->integer;
 
 		wait = taken > 0 ? 0 : r->element[1]->integer;
-		if (taken > 1)
-			lease_keep(rl, j, taken - 1);
 		if (taken == 0 && wait == 0)
 			wait = 1;
+		*taken_out = taken;
 	} else {
 		char why[200];
 
@@ -290,7 +379,13 @@ static void *worker(void *arg)
 		rl->n_queued--;
 		pthread_mutex_unlock(&rl->mu);
 
-		wait = run_take(rl, j);
+		{
+			long long taken;
+
+			wait = run_take(rl, j, &taken);
+			if (j->leader)
+				lease_settle(rl, j, taken, wait);
+		}
 		j->done(j->user, wait <= 0, wait > 0 ? wait : 0);
 		free(j);
 		pthread_mutex_lock(&rl->mu);
@@ -303,7 +398,6 @@ void edge_rl_take(edge_rl *rl, const char *key, long long per_min,
 		  long long burst, edge_rl_done done, void *user)
 {
 	size_t klen = strlen(key);
-	bool queued = false;
 	job *j;
 
 	if (per_min <= 0) {
@@ -329,13 +423,34 @@ void edge_rl_take(edge_rl *rl, const char *key, long long per_min,
 	memcpy(j->key, KEY_PREFIX, sizeof(KEY_PREFIX) - 1);
 	memcpy(j->key + sizeof(KEY_PREFIX) - 1, key, klen + 1);
 	j->hash = key_hash(j->key);
-	/* A token this edge already holds: allowed here and now. */
-	if (lease_take(rl, j->key, j->hash)) {
+	j->leader = false;
+	switch (lease_claim(rl, j)) {
+	case CLAIM_TAKEN:
+		/* A token this edge already holds: allowed here and now. */
 		free(j);
 		done(user, true, 0);
 		return;
+	case CLAIM_WAITING:
+		return;
+	case CLAIM_FETCH:
+		if (!queue_job(rl, j))
+			leader_fail_open(rl, j, "queue full");
+		return;
+	case CLAIM_ALONE:
+		break;
 	}
+	if (!queue_job(rl, j)) {
+		free(j);
+		warn_open(rl, "queue full");
+		done(user, true, 0);
+	}
+}
 
+static bool queue_job(edge_rl *rl, job *j)
+{
+	bool queued = false;
+
+	j->next = NULL;
 	pthread_mutex_lock(&rl->mu);
 	if (rl->n_queued < rl->cfg.queue_max && !rl->stopping) {
 		if (rl->tail)
@@ -348,11 +463,7 @@ void edge_rl_take(edge_rl *rl, const char *key, long long per_min,
 		pthread_cond_signal(&rl->work);
 	}
 	pthread_mutex_unlock(&rl->mu);
-	if (!queued) {
-		free(j);
-		warn_open(rl, "queue full");
-		done(user, true, 0);
-	}
+	return queued;
 }
 
 edge_rl *edge_rl_new(const edge_rl_config *cfg, char *err, size_t errlen)

@@ -222,6 +222,7 @@ struct rpc_channel {
 	char *target, *host, *port;
 	rpc_channel_config cfg;
 	rpc_loop *loop;
+	bool own_loop;            /* false: a caller's loop (rpc_channel_new_on_loop) */
 	struct event_base *base;
 	nghttp2_session_callbacks *cbs;
 	atomic_bool closing;      /* set by rpc_channel_free: refuse new calls */
@@ -1840,7 +1841,8 @@ static int parse_target(const char *target, char **host, char **port)
 	return 0;
 }
 
-rpc_channel *rpc_channel_new(const char *target, const rpc_channel_config *cfg)
+static rpc_channel *channel_new(const char *target, const rpc_channel_config *cfg,
+				rpc_loop *shared)
 {
 	rpc_channel *ch = NULL;
 	char *host = NULL, *port = NULL;
@@ -1886,7 +1888,8 @@ rpc_channel *rpc_channel_new(const char *target, const rpc_channel_config *cfg)
 		goto fail;
 
 	rpc_loop_global_init();
-	ch->loop = rpc_loop_new("rpc-channel");
+	ch->own_loop = shared == NULL;
+	ch->loop = shared ? shared : rpc_loop_new("rpc-channel");
 	if (!ch->loop)
 		goto fail;
 	ch->base = rpc_loop_base(ch->loop);
@@ -1896,7 +1899,7 @@ rpc_channel *rpc_channel_new(const char *target, const rpc_channel_config *cfg)
 	if (pthread_create(&ch->rthread, NULL, resolver_main, ch) != 0)
 		goto fail;
 	ch->rthread_started = true;
-	if (rpc_loop_start(ch->loop) != 0)
+	if (ch->own_loop && rpc_loop_start(ch->loop) != 0)
 		goto fail;
 	ch->loop_started = true;
 	return ch;
@@ -1905,6 +1908,61 @@ fail:
 	free(port);
 	rpc_channel_free(ch);
 	return NULL;
+}
+
+rpc_channel *rpc_channel_new(const char *target, const rpc_channel_config *cfg)
+{
+	return channel_new(target, cfg, NULL);
+}
+
+rpc_channel *rpc_channel_new_on_loop(const char *target,
+				     const rpc_channel_config *cfg, rpc_loop *loop)
+{
+	return loop ? channel_new(target, cfg, loop) : NULL;
+}
+
+/* Shutting down on a loop the channel does not own: the loop keeps
+ * running, so the caller waits for the shutdown to have run there. */
+struct shutdown_wait {
+	rpc_channel *ch;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void shutdown_and_signal(void *arg)
+{
+	struct shutdown_wait *w = arg;
+
+	shutdown_on_loop(w->ch);
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void shutdown_shared(rpc_channel *ch)
+{
+	struct shutdown_wait w = { .ch = ch, .done = false };
+
+	/* On the loop itself, or a loop that runs no more (its posts are
+	 * refused): nothing else can touch the channel, do it here. */
+	if (rpc_loop_in_thread(ch->loop) || !rpc_loop_running(ch->loop)) {
+		shutdown_on_loop(ch);
+		return;
+	}
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	if (rpc_loop_post(ch->loop, shutdown_and_signal, &w) != 0) {
+		shutdown_on_loop(ch);
+	} else {
+		pthread_mutex_lock(&w.mu);
+		while (!w.done)
+			pthread_cond_wait(&w.cv, &w.mu);
+		pthread_mutex_unlock(&w.mu);
+	}
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
 }
 
 void rpc_channel_free(rpc_channel *ch)
@@ -1920,15 +1978,18 @@ void rpc_channel_free(rpc_channel *ch)
 		pthread_mutex_unlock(&ch->rmu);
 		pthread_join(ch->rthread, NULL);
 	}
-	if (ch->loop_started &&
-	    rpc_loop_post(ch->loop, shutdown_on_loop, ch) == 0) {
+	if (!ch->own_loop && ch->loop) {
+		shutdown_shared(ch);
+	} else if (ch->loop_started &&
+		   rpc_loop_post(ch->loop, shutdown_on_loop, ch) == 0) {
 		rpc_loop_stop(ch->loop);
 	} else if (ch->loop) {
 		/* No loop thread ever ran (rpc_channel_new failed late):
 		 * nothing else can touch the channel, so clean up here. */
 		shutdown_on_loop(ch);
 	}
-	rpc_loop_free(ch->loop);
+	if (ch->own_loop)
+		rpc_loop_free(ch->loop);
 	if (ch->cbs)
 		nghttp2_session_callbacks_del(ch->cbs);
 	pthread_cond_destroy(&ch->rcv);

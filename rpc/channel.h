@@ -22,6 +22,7 @@
 #include "rpc/status.h"
 
 typedef struct rpc_channel rpc_channel;
+struct rpc_loop;
 
 typedef struct rpc_channel_config {
 	int connect_timeout_ms;     /* default 5000 */
@@ -41,8 +42,20 @@ void rpc_channel_config_defaults(rpc_channel_config *cfg);
  * memory. cfg may be NULL for defaults. */
 rpc_channel *rpc_channel_new(const char *target, const rpc_channel_config *cfg);
 
+/* The same, run on `loop` (an rpc_loop of the caller's, running or not
+ * yet started) instead of a thread of its own: a program whose event
+ * loop makes the calls and takes their callbacks (the edge's HTTP
+ * threads) then crosses no thread per call. The loop must outlive the
+ * channel; the channel's timers and sockets are on it. NULL as for
+ * rpc_channel_new, or when loop is NULL. */
+rpc_channel *rpc_channel_new_on_loop(const char *target,
+				     const rpc_channel_config *cfg,
+				     struct rpc_loop *loop);
+
 /* Fails outstanding calls with CANCELLED, closes connections, joins the
- * thread. rpc_channel_free(NULL) is a no-op. */
+ * thread (on a caller's loop: waits until that loop ran the shutdown, or
+ * does it here when the loop runs no more). rpc_channel_free(NULL) is a
+ * no-op. */
 void rpc_channel_free(rpc_channel *ch);
 
 typedef struct rpc_call_opts {

@@ -161,6 +161,11 @@ bool rpc_loop_in_thread(const rpc_loop *loop)
 	return loop->started && pthread_equal(loop->thread, pthread_self());
 }
 
+bool rpc_loop_running(const rpc_loop *loop)
+{
+	return loop->started;
+}
+
 static void break_loop(void *arg)
 {
 	rpc_loop *loop = arg;

@@ -33,6 +33,10 @@ int rpc_loop_post(rpc_loop *loop, rpc_loop_fn fn, void *arg);
 /* True when called on the loop's own thread. */
 bool rpc_loop_in_thread(const rpc_loop *loop);
 
+/* True between rpc_loop_start and rpc_loop_stop: posted work will run.
+ * For the thread that starts and stops the loop. */
+bool rpc_loop_running(const rpc_loop *loop);
+
 /* Runs the posted queue dry, stops the event loop and joins the thread.
  * Must not be called from the loop thread. */
 void rpc_loop_stop(rpc_loop *loop);

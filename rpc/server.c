@@ -225,13 +225,16 @@ static void msg_list_free(struct msgbuf *m)
 	}
 }
 
-/* The call's place in the metrics, once it is over: the status it was
- * sent, or CANCELLED when the stream ended without one. */
-static void call_count(struct rpc_ctx *call)
+/* The call's place in the metrics: counted as its final status is
+ * submitted (before the client can see it, so a scrape after the reply
+ * includes it), or as CANCELLED when the stream ends without one. */
+static void call_count(struct rpc_ctx *call, rpc_code code)
 {
 	rpc_server *srv = call->srv;
-	rpc_code code = call->finished_io ? call->final_code : RPC_CANCELLED;
 
+	if (call->counted)
+		return;
+	call->counted = true;
 	if ((unsigned)code > RPC_CODE_MAX)
 		code = RPC_UNKNOWN;
 	if (call->method && call->method->stats) {
@@ -249,7 +252,7 @@ static void call_unref(struct rpc_ctx *call)
 {
 	if (atomic_fetch_sub_explicit(&call->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	call_count(call);
+	call_count(call, RPC_CANCELLED);
 	msg_list_free(call->in_head);
 	msg_list_free(call->out_head);
 	rpc_msg_reader_dispose(&call->reader);
@@ -937,7 +940,7 @@ static void submit_trailers_only(struct rpc_ctx *call, const char *http_status,
 	int rc = 0;
 
 	call->finished_io = true;
-	call->final_code = code;
+	call_count(call, code);
 	call->headers_sent = true;
 	rc |= nv_push(&l, MAKE_NV(":status", http_status, strlen(http_status)));
 	rc |= nv_push(&l, MAKE_NV("content-type", CT_GRPC, sizeof(CT_GRPC) - 1));
@@ -967,7 +970,7 @@ static void submit_trailers(struct rpc_ctx *call)
 	int rc;
 
 	call->finished_io = true;
-	call->final_code = call->status;
+	call_count(call, call->status);
 	/* handler_done is set, so the worker no longer touches these. */
 	rc = nv_push_status(&l, call->status, call->status_msg);
 	rc |= nv_push_md(&l, &call->trl_out);
@@ -1068,7 +1071,7 @@ static void call_submit_ready(struct rpc_ctx *call)
 							  call->stream_id,
 							  NGHTTP2_INTERNAL_ERROR);
 				call->finished_io = true;
-				call->final_code = RPC_INTERNAL;
+				call_count(call, RPC_INTERNAL);
 			}
 			call->headers_sent = true;
 		}

@@ -67,7 +67,7 @@ struct rpc_ctx {
 	bool dispatched;                        /* handed to the pool */
 	bool on_io;                             /* handler running inline */
 	bool finished_io;                       /* final status submitted */
-	rpc_code final_code;                    /* the status sent, once finished_io */
+	bool counted;                           /* in the metrics already */
 	bool headers_sent;
 	bool data_deferred;
 	bool notify_posted;                     /* [lock] a ready task is queued */

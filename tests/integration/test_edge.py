@@ -691,6 +691,18 @@ class EdgeRateLeaseTest(EdgeCase):
         # second meanwhile).
         self.assertLessEqual(tokens, 600 - 160 + 10 * (time.monotonic() - t0))
 
+    def test_concurrent_requests_share_one_fetch(self):
+        from concurrent.futures import ThreadPoolExecutor
+        before = self.evalsha_calls()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            codes = list(pool.map(
+                lambda _: self.call("GET", "/.well-known/jwks.json", source="127.0.0.11")[0],
+                range(320)))
+        self.assertEqual(codes, [200] * 320)
+        # Requests arriving while a fetch is under way wait for it rather
+        # than each asking Redis: about one call per 16 requests.
+        self.assertLessEqual(self.evalsha_calls() - before, 80)
+
     def test_the_limit_holds_with_leases(self):
         allowed, t0 = 0, time.monotonic()
         for _ in range(700):
