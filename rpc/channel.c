@@ -59,6 +59,10 @@
 #define READS_PER_EVENT 4
 /* Never ask DNS again sooner than this after a connection failure. */
 #define MIN_RERESOLVE_NS (1000LL * 1000 * 1000)
+/* A channel in use asks DNS again this often: the addresses behind a name
+ * change (a headless Service scaled up or down) and new replicas should
+ * get calls without waiting for an old one to fail. */
+#define DNS_REFRESH_NS (30LL * 1000 * 1000 * 1000)
 #define STREAM_WINDOW (1u << 20)
 #define CONN_WINDOW (16 << 20)
 #define MAX_HEADER_LIST (64u << 10)
@@ -1727,6 +1731,8 @@ static void start_on_loop(void *arg)
 		call_complete(c, RPC_CANCELLED, "channel closed");
 		return;
 	}
+	if (ch->last_resolve_ns && rpc_now_ns() - ch->last_resolve_ns >= DNS_REFRESH_NS)
+		request_resolve(ch, false);
 	if (c->deadline_ns) {
 		long long left = c->deadline_ns - rpc_now_ns();
 		struct timeval tv = tv_from_ns(left);

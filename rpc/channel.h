@@ -1,7 +1,9 @@
 /*
  * channel.h - gRPC client channel to one target ("host:port").
  *
- * The host is resolved by DNS (re-resolved after a connection fails) and
+ * The host is resolved by DNS (re-resolved after a connection fails, and
+ * every 30 s while calls are made, so replicas added behind a name get
+ * calls too) and
  * calls are spread round-robin over the addresses, each over one HTTP/2
  * connection multiplexing many streams. The channel owns one I/O thread;
  * every function here is thread-safe. Connections reconnect with
