@@ -15,6 +15,7 @@
 
 #include "estore/account/v1/account.rpc.h"
 #include "estore/auth/v1/auth.rpc.h"
+#include "estore/catalog/v1/catalog.rpc.h"
 #include "estore/token/v1/token.rpc.h"
 #include "auth.h"
 #include "gateway.h"
@@ -50,6 +51,8 @@ struct config {
 	long long auth_port;
 	char *token_host;
 	long long token_port;
+	char *catalog_host;
+	long long catalog_port;
 	long long jwks_refresh_ms;
 	long long jwks_min_refresh_ms;
 	long long revocation_cache_ms;
@@ -106,6 +109,10 @@ static const cfg_var config_vars[] = {
 	  false, "token service host" },
 	{ "TOKEN_SERVICE_PORT", CFG_INT, F(token_port), "50052", 1, 65535,
 	  false, "token service port" },
+	{ "CATALOG_SERVICE_HOST", CFG_STRING, F(catalog_host), "127.0.0.1", 0,
+	  0, false, "catalog service host" },
+	{ "CATALOG_SERVICE_PORT", CFG_INT, F(catalog_port), "50054", 1, 65535,
+	  false, "catalog service port" },
 	{ "EDGE_JWKS_REFRESH_MS", CFG_INT, F(jwks_refresh_ms), "300000", 1000,
 	  86400000, false, "the token service's JWKS is refetched this often" },
 	{ "EDGE_JWKS_MIN_REFRESH_MS", CFG_INT, F(jwks_min_refresh_ms), "5000",
@@ -168,6 +175,7 @@ int main(void)
 	struct config cfg = { 0 };
 	rpc_log_level level;
 	rpc_channel *account = NULL, *auth = NULL, *token = NULL;
+	rpc_channel *catalog = NULL;
 	edge_auth *tokens = NULL;
 	edge_auth_config ac;
 	edge_rl *limits = NULL;
@@ -214,7 +222,9 @@ int main(void)
 	auth = rpc_channel_new(addr, NULL);
 	cfg_host_port(cfg.token_host, cfg.token_port, addr, sizeof(addr));
 	token = rpc_channel_new(addr, NULL);
-	if (!account || !auth || !token) {
+	cfg_host_port(cfg.catalog_host, cfg.catalog_port, addr, sizeof(addr));
+	catalog = rpc_channel_new(addr, NULL);
+	if (!account || !auth || !token || !catalog) {
 		rpc_log(RPC_LOG_ERROR, "main", "bad service address or no memory");
 		goto out;
 	}
@@ -251,6 +261,7 @@ int main(void)
 			{ &estore_account_v1_AccountService_service, account },
 			{ &estore_auth_v1_AuthService_service, auth },
 			{ &estore_token_v1_TokenService_service, token },
+			{ &estore_catalog_v1_CatalogService_service, catalog },
 		};
 
 		gc.request_timeout_ms = cfg.request_timeout_ms;
@@ -264,7 +275,9 @@ int main(void)
 		gc.rate_login_per_min = cfg.rate_login;
 		gc.rate_account_per_min = cfg.rate_account;
 		gc.rate_anon_per_min = cfg.rate_anon;
-		gw = edge_gateway_new(&gc, backends, 3, err, sizeof(err));
+		gw = edge_gateway_new(&gc, backends,
+				      sizeof(backends) / sizeof(backends[0]),
+				      err, sizeof(err));
 	}
 	if (gw == NULL) {
 		rpc_log(RPC_LOG_ERROR, "main", "routes: %s", err);
@@ -311,6 +324,7 @@ out:
 	rpc_channel_free(account);
 	rpc_channel_free(auth);
 	rpc_channel_free(token);
+	rpc_channel_free(catalog);
 	rpc_log(RPC_LOG_INFO, "main", "stopped");
 out_cfg:
 	cfg_free(config_vars, N_VARS, &cfg);
