@@ -33,8 +33,8 @@ API
     fixture.binary_path("auth")          # its path
 
     class MyTest(fixture.StackTestCase):
-        SERVICES = ("token", "account", "auth")    # started in this order (the default;
-                                                   # "catalog" only when named)
+        SERVICES = ("token", "account", "auth")    # started in this order
+                                                   # (default: all of SERVICE_ORDER)
         SERVICE_ENV = {"auth": {"AUTH_ARGON2_MEMORY_KIB": "19456"}}   # optional
         def test_x(self):
             st = self.stack
@@ -953,8 +953,7 @@ class StackTestCase(unittest.TestCase):
     fails when a listed binary does not exist (never skipped); a test
     failure keeps the temp dir and prints the log tails."""
 
-    # catalog is started only by the tests that name it.
-    SERVICES = ("token", "account", "auth")
+    SERVICES = SERVICE_ORDER
     SERVICE_ENV = {}
     stack = None
 
