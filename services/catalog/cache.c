@@ -240,7 +240,7 @@ void prod_cache_invalidate_store(prod_cache *c, const char *store_id)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void set_on(prod_cache *c, bool on)
+void prod_cache_set_on(prod_cache *c, bool on)
 {
 	pthread_mutex_lock(&c->lock);
 	flush_locked(c);
@@ -338,13 +338,13 @@ static void *listener_main(void *arg)
 		}
 		PQclear(r);
 		/* Notices sent while we were away are lost: start empty. */
-		set_on(c, true);
+		prod_cache_set_on(c, true);
 		rpc_log(RPC_LOG_INFO, "cache", "listening for product changes; "
 			"cache on (%zu entries at most)", c->max);
 		warned = false;
 		backoff = BACKOFF_MIN_MS;
 		stop = listen_on(c, conn);
-		set_on(c, false);
+		prod_cache_set_on(c, false);
 		PQfinish(conn);
 		if (stop)
 			break;

@@ -62,6 +62,10 @@ void prod_cache_put(prod_cache *c, const char *id, prod_cache_stamp stamp,
 		    const uint8_t *data, size_t len,
 		    const cat_product_meta *meta, const char *store_id);
 
+/* Turns the cache on (empty) or off (flushed). The listener does this as
+ * its connection comes and goes; tests without PostgreSQL may too. */
+void prod_cache_set_on(prod_cache *c, bool on);
+
 /* Drops one product. */
 void prod_cache_invalidate(prod_cache *c, const char *id);
 /* Drops every product of a store (its status changed). */
