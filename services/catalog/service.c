@@ -493,6 +493,11 @@ static rpc_code get_product(rpc_ctx *ctx,
 		}
 		/* Cannot happen with bytes we packed; read through. */
 	}
+	/* A hit is answered on the connection's I/O thread (registered
+	 * inline below); a miss needs SQL, which blocks: start over on a
+	 * worker. */
+	if (rpc_ctx_on_io_thread(ctx))
+		return rpc_ctx_offload(ctx);
 	if ((code = need_ready(ctx)) != RPC_OK)
 		return code;
 	stamp = prod_cache_stamp_of(svc->cache, id);
@@ -757,5 +762,11 @@ int cat_service_register(rpc_server *srv, cat_service *svc)
 		.suggest = suggest,
 	};
 
-	return estore_catalog_v1_CatalogService_register(srv, &impl, svc);
+	int rc = estore_catalog_v1_CatalogService_register(srv, &impl, svc);
+
+	/* Cached product reads skip two thread hand-offs. */
+	if (rc == 0)
+		rc = rpc_server_set_inline(
+			srv, "/estore.catalog.v1.CatalogService/GetProduct");
+	return rc;
 }
