@@ -124,8 +124,7 @@ static rpc_code begin(PGconn *conn, rpc_ctx *ctx)
 	rpc_code code = pg_begin(conn);
 
 	if (code != RPC_OK)
-		rpc_ctx_error(ctx, code == RPC_UNAVAILABLE ? RPC_UNAVAILABLE : code,
-			      "catalog store unavailable");
+		rpc_ctx_error(ctx, code, "catalog store unavailable");
 	return code;
 }
 
