@@ -104,7 +104,7 @@ class CatalogCase(fixture.StackTestCase):
         return tuple(int(x) for x in out.split("|"))
 
 
-class StoreTest(CatalogCase):
+class StoreTests:
 
     def test_create_get_update_and_suspend(self):
         vendor, vmd = self.user("vendor")
@@ -192,7 +192,7 @@ class StoreTest(CatalogCase):
         got = self.new_store(amd, status=C().STORE_STATUS_SUSPENDED)
         self.assertEqual(got.status, C().STORE_STATUS_SUSPENDED)
 
-    def test_bad_input(self):
+    def test_store_bad_input(self):
         _, vmd = self.user("vendor")
         cases = [
             ({"name": ""}, "store.name"),
@@ -237,9 +237,9 @@ class StoreTest(CatalogCase):
         self.assertEqual(self.new_store(vmd, name="Zoë's Café ☕").name, "Zoë's Café ☕")
 
 
-class CategoryTest(CatalogCase):
+class CategoryTests:
 
-    def create(self, md, slug_, name="Category", parent=""):
+    def create_category(self, md, slug_, name="Category", parent=""):
         return self.cat().CreateCategory(C().CreateCategoryRequest(
             category=C().Category(slug=slug_, name=name, parent_id=parent)),
             metadata=md, timeout=10)
@@ -247,18 +247,18 @@ class CategoryTest(CatalogCase):
     def test_tree(self):
         _, amd = self.user("admin")
         _, vmd = self.user("vendor")
-        root = self.create(amd, slug("electronics"), "Electronics")
+        root = self.create_category(amd, slug("electronics"), "Electronics")
         self.assertEqual(root.parent_id, "")
-        audio = self.create(amd, "audio", "Audio", root.id)
-        phones = self.create(amd, "headphones", "Headphones", audio.id.upper())
+        audio = self.create_category(amd, "audio", "Audio", root.id)
+        phones = self.create_category(amd, "headphones", "Headphones", audio.id.upper())
         self.assertEqual(phones.parent_id, audio.id)
-        books = self.create(amd, slug("books"), "Books")
+        books = self.create_category(amd, slug("books"), "Books")
         # Unique among siblings only.
-        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.create, amd, "audio",
+        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.create_category, amd, "audio",
                         parent=root.id, msg_contains="category.slug")
-        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.create, amd, root.slug,
+        self.assertCode(grpc.StatusCode.ALREADY_EXISTS, self.create_category, amd, root.slug,
                         msg_contains="category.slug")
-        self.create(amd, "audio", "Audio books", books.id)
+        self.create_category(amd, "audio", "Audio books", books.id)
 
         listed = self.cat().ListCategories(C().ListCategoriesRequest(), timeout=10).categories
         pos = {c.id: i for i, c in enumerate(listed)}
@@ -270,11 +270,11 @@ class CategoryTest(CatalogCase):
         self.assertIn(books.id, pos)
 
         # Who: admins only.
-        self.assertCode(grpc.StatusCode.PERMISSION_DENIED, self.create, vmd, slug("x"))
-        self.assertCode(grpc.StatusCode.PERMISSION_DENIED, self.create, self.svc(), slug("x"))
-        self.assertCode(grpc.StatusCode.UNAUTHENTICATED, self.create, None, slug("x"))
+        self.assertCode(grpc.StatusCode.PERMISSION_DENIED, self.create_category, vmd, slug("x"))
+        self.assertCode(grpc.StatusCode.PERMISSION_DENIED, self.create_category, self.svc(), slug("x"))
+        self.assertCode(grpc.StatusCode.UNAUTHENTICATED, self.create_category, None, slug("x"))
 
-    def test_bad_input(self):
+    def test_category_bad_input(self):
         _, amd = self.user("admin")
         for kw, field in (({"slug_": ""}, "category.slug"),
                           ({"slug_": "Has Space"}, "category.slug"),
@@ -283,15 +283,15 @@ class CategoryTest(CatalogCase):
                           ({"slug_": "ok", "name": "n" * 101}, "category.name"),
                           ({"slug_": "ok", "parent": "zzz"}, "category.parent_id")):
             with self.subTest(kw=kw):
-                self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.create, amd,
+                self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.create_category, amd,
                                 msg_contains=field + ":", **kw)
-        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.create, amd, slug("x"),
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.create_category, amd, slug("x"),
                         parent=str(uuid.uuid4()), msg_contains="category.parent_id: no such")
         self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.cat().CreateCategory,
                         C().CreateCategoryRequest(), metadata=amd, msg_contains="category:")
 
 
-class ProductTest(CatalogCase):
+class ProductTests:
 
     def test_life_cycle(self):
         vendor, vmd = self.user("vendor")
@@ -403,7 +403,7 @@ class ProductTest(CatalogCase):
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.new_product, vmd, ghost)
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.get, ghost, amd)
 
-    def test_bad_input(self):
+    def test_product_bad_input(self):
         _, vmd = self.user("vendor")
         st = self.new_store(vmd)
         M = C().Money
@@ -501,13 +501,13 @@ class ProductTest(CatalogCase):
                         msg_contains="search is not available yet")
 
 
-class ReservationTest(CatalogCase):
+class ReservationTests:
 
     def setUp(self):
         _, self.vmd = self.user("vendor")
         self.store = self.new_store(self.vmd)
 
-    def product(self, stock, status=None):
+    def stocked(self, stock, status=None):
         return self.new_product(self.vmd, self.store.id, stock_quantity=stock,
                                 status=status or C().PRODUCT_STATUS_ACTIVE)
 
@@ -525,7 +525,7 @@ class ReservationTest(CatalogCase):
                                             metadata=md or self.svc(), timeout=10)
 
     def test_reserve_release_commit_idempotent(self):
-        a, b = self.product(5), self.product(3)
+        a, b = self.stocked(5), self.stocked(3)
         o1 = str(uuid.uuid4())
         r = self.reserve(o1, [(b.id, 1), (a.id, 2)])
         self.assertEqual(r.order_id, o1)
@@ -571,8 +571,8 @@ class ReservationTest(CatalogCase):
         self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, self.release, o3)
 
     def test_what_cannot_be_reserved(self):
-        a = self.product(5)
-        draft = self.product(5, C().PRODUCT_STATUS_DRAFT)
+        a = self.stocked(5)
+        draft = self.stocked(5, C().PRODUCT_STATUS_DRAFT)
         self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, self.reserve, str(uuid.uuid4()),
                         [(a.id, 1), (draft.id, 1)], msg_contains="not for sale")
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.reserve, str(uuid.uuid4()),
@@ -580,7 +580,7 @@ class ReservationTest(CatalogCase):
         self.assertEqual(self.row(a.id), (5, 0, 0))
 
     def test_services_only_and_bad_input(self):
-        a = self.product(5)
+        a = self.stocked(5)
         o = str(uuid.uuid4())
         for md in (self.vmd, self.user("admin")[1], self.user("customer")[1]):
             self.assertCode(grpc.StatusCode.PERMISSION_DENIED, self.reserve, o, [(a.id, 1)], md=md)
@@ -605,7 +605,7 @@ class ReservationTest(CatalogCase):
         self.assertEqual(self.row(a.id), (5, 0, 0))
 
     def test_no_oversell_under_concurrency(self):
-        p = self.product(50)
+        p = self.stocked(50)
         svc = self.svc()
 
         def one(_):
@@ -625,7 +625,7 @@ class ReservationTest(CatalogCase):
             "WHERE product_id = '%s'" % p.id).strip(), "50|50")
 
 
-class CacheTest(CatalogCase):
+class CacheTests:
     """The product cache answers reads and follows changes from anywhere."""
 
     def silent_update(self, pid, title):
@@ -756,18 +756,8 @@ class OutageTest(CatalogCase):
             return None
 
 
-class RestJourneyTest(CatalogCase):
+class RestJourneyTests:
     """The contract's REST routes through estore-edge, as curl would."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        try:
-            cls.stack.start_service(fixture.EDGE)
-        except BaseException:
-            cls.stack.failed = True
-            cls.stack.close()
-            raise
 
     def call(self, method, path, body=None, token=None):
         c = http.client.HTTPConnection("127.0.0.1", self.stack.ports[fixture.EDGE], timeout=15)
@@ -845,6 +835,22 @@ class RestJourneyTest(CatalogCase):
         self.assertEqual(st, 200, raw)
         st, got, raw = self.call("GET", "/v1/products:search?q=shoes")
         self.assertEqual(st, 501, raw)
+
+
+class CatalogTest(StoreTests, CategoryTests, ProductTests, ReservationTests, CacheTests,
+                  RestJourneyTests, CatalogCase):
+    """Everything that leaves the stack as it found it, on one stack (each
+    stack costs a PostgreSQL initdb): ids and slugs are fresh per test."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.stack.start_service(fixture.EDGE)
+        except BaseException:
+            cls.stack.failed = True
+            cls.stack.close()
+            raise
 
 
 if __name__ == "__main__":
