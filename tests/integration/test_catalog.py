@@ -694,6 +694,47 @@ class CacheTests:
         except grpc.RpcError as e:
             return e.code()
 
+    def test_another_replica_sees_changes_within_a_second(self):
+        st = self.stack
+        st.ports["catalog-2"] = fixture.free_port()
+        st.start_service("catalog-2", binary=fixture.binary_path("catalog"),
+                         extra_env={"CATALOG_SERVICE_PORT": st.ports["catalog-2"]})
+        self.addCleanup(st.assert_clean_exit, self, "catalog-2")
+        ch = grpc.insecure_channel(st.target("catalog-2"))
+        self.addCleanup(ch.close)
+        other = fixture.pb2_grpc("catalog").CatalogServiceStub(ch)
+        read = lambda pid: other.GetProduct(C().GetProductRequest(id=pid), timeout=10)  # noqa: E731
+
+        _, vmd = self.user("vendor")
+        store = self.new_store(vmd)
+        p = self.new_product(vmd, store.id, title="Replica Mug", stock_quantity=4,
+                             status=C().PRODUCT_STATUS_ACTIVE)
+        for _ in range(3):
+            self.assertEqual(read(p.id).title, "Replica Mug")
+
+        def within_a_second(pred, what):
+            t0 = time.monotonic()
+            ok = fixture.wait_until(pred, 1.0, 0.02)
+            self.assertTrue(ok, "%s not seen on the other replica within 1 s" % what)
+            self.assertLess(time.monotonic() - t0, 1.0, what)
+
+        self.cat().UpdateProduct(C().UpdateProductRequest(
+            product=C().Product(id=p.id, title="Replica Cup"),
+            update_mask=FieldMask(["title"])), metadata=vmd, timeout=10)
+        within_a_second(lambda: read(p.id).title == "Replica Cup", "an edit")
+        self.cat().AdjustStock(C().AdjustStockRequest(product_id=p.id, delta=5), metadata=vmd,
+                               timeout=10)
+        within_a_second(lambda: read(p.id).stock_quantity == 9, "a restock")
+        self.cat().ArchiveProduct(C().ArchiveProductRequest(id=p.id), metadata=vmd, timeout=10)
+
+        def gone():
+            try:
+                read(p.id)
+                return False
+            except grpc.RpcError as e:
+                return e.code() == grpc.StatusCode.NOT_FOUND
+        within_a_second(gone, "an archive")
+
     def test_stock_changes_reach_reads(self):
         _, vmd = self.user("vendor")
         st = self.new_store(vmd)
