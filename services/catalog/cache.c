@@ -273,9 +273,9 @@ static void handle_notices(prod_cache *c, PGconn *conn)
 	PGnotify *n;
 
 	while ((n = PQnotifies(conn)) != NULL) {
-		if (strcmp(n->relname, "catalog_products") == 0)
+		if (strcmp(n->relname, CAT_CHANNEL_PRODUCTS) == 0)
 			prod_cache_invalidate(c, n->extra);
-		else if (strcmp(n->relname, "catalog_stores") == 0)
+		else if (strcmp(n->relname, CAT_CHANNEL_STORES) == 0)
 			prod_cache_invalidate_store(c, n->extra);
 		PQfreemem(n);
 	}
@@ -320,8 +320,7 @@ static void *listener_main(void *arg)
 		bool stop;
 
 		if (PQstatus(conn) == CONNECTION_OK)
-			r = PQexec(conn, "LISTEN catalog_products; "
-					 "LISTEN catalog_stores");
+			r = PQexec(conn, CAT_LISTEN_SQL);
 		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
 			if (!warned)
 				rpc_log(RPC_LOG_WARN, "cache",
