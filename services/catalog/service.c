@@ -21,7 +21,7 @@ typedef Estore__Catalog__V1__Product product;
 #define PRODUCT_ACTIVE ESTORE__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_ACTIVE
 #define PRODUCT_ARCHIVED ESTORE__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_ARCHIVED
 
-/* ---- helpers ------------------------------------------------------------ */
+/* ---- shared checks ------------------------------------------------------ */
 
 static cat_service *svc_of(rpc_ctx *ctx)
 {

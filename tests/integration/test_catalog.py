@@ -41,7 +41,7 @@ def slug(prefix="s"):
 
 
 class CatalogCase(fixture.StackTestCase):
-    """Token service + catalog service; helpers for callers of each kind."""
+    """Token service + catalog service; shortcuts for callers of each kind."""
 
     SERVICES = ("token", "catalog")
     SERVICE_ENV = {"catalog": {"GRPC_WORKERS": "32", "DB_POOL_SIZE": "8"}}
@@ -66,7 +66,7 @@ class CatalogCase(fixture.StackTestCase):
         return self._svc
 
     def assertCode(self, code, fn, *args, msg_contains=None, **kw):
-        # Stubs get a deadline here; the helpers set their own.
+        # Stubs get a deadline here; the shortcuts below set their own.
         if isinstance(fn, grpc.UnaryUnaryMultiCallable):
             kw.setdefault("timeout", 10)
         with self.assertRaises(grpc.RpcError) as cm:
