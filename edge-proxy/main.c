@@ -15,6 +15,7 @@
 
 #include "estore/account/v1/account.rpc.h"
 #include "estore/auth/v1/auth.rpc.h"
+#include "estore/catalog/v1/catalog.rpc.h"
 #include "estore/token/v1/token.rpc.h"
 #include "auth.h"
 #include "gateway.h"
@@ -25,6 +26,7 @@
 
 #define PROGRAM "estore-edge"
 #define MAX_CORS_ORIGINS 32
+#define N_BACKENDS 4
 
 /* generated/openapi.json, compiled in (CMake writes openapi_doc.c). */
 extern const char edge_openapi_json[];
@@ -50,6 +52,8 @@ struct config {
 	long long auth_port;
 	char *token_host;
 	long long token_port;
+	char *catalog_host;
+	long long catalog_port;
 	long long jwks_refresh_ms;
 	long long jwks_min_refresh_ms;
 	long long revocation_cache_ms;
@@ -106,6 +110,10 @@ static const cfg_var config_vars[] = {
 	  false, "token service host" },
 	{ "TOKEN_SERVICE_PORT", CFG_INT, F(token_port), "50052", 1, 65535,
 	  false, "token service port" },
+	{ "CATALOG_SERVICE_HOST", CFG_STRING, F(catalog_host), "127.0.0.1", 0,
+	  0, false, "catalog service host" },
+	{ "CATALOG_SERVICE_PORT", CFG_INT, F(catalog_port), "50054", 1, 65535,
+	  false, "catalog service port" },
 	{ "EDGE_JWKS_REFRESH_MS", CFG_INT, F(jwks_refresh_ms), "300000", 1000,
 	  86400000, false, "the token service's JWKS is refetched this often" },
 	{ "EDGE_JWKS_MIN_REFRESH_MS", CFG_INT, F(jwks_min_refresh_ms), "5000",
@@ -205,6 +213,7 @@ int main(void)
 	struct config cfg = { 0 };
 	rpc_log_level level;
 	rpc_channel *account = NULL, *auth = NULL, *token = NULL;
+	rpc_channel *catalog = NULL;
 	edge_auth *tokens = NULL;
 	edge_auth_config ac;
 	edge_rl *limits = NULL;
@@ -212,8 +221,8 @@ int main(void)
 	edge_gateway *gw = NULL;
 	edge_http_server *http = NULL;
 	struct app app = { 0 };
-	/* Per HTTP loop: account, auth, token. */
-	rpc_channel **on_loops[3] = { NULL, NULL, NULL };
+	/* Per HTTP loop: account, auth, token, catalog. */
+	rpc_channel **on_loops[N_BACKENDS] = { NULL };
 	size_t n_loops = 0;
 	edge_http_config hc;
 	edge_gateway_config gc = { 0 };
@@ -255,7 +264,9 @@ int main(void)
 	auth = rpc_channel_new(addr, NULL);
 	cfg_host_port(cfg.token_host, cfg.token_port, addr, sizeof(addr));
 	token = rpc_channel_new(addr, NULL);
-	if (!account || !auth || !token) {
+	cfg_host_port(cfg.catalog_host, cfg.catalog_port, addr, sizeof(addr));
+	catalog = rpc_channel_new(addr, NULL);
+	if (!account || !auth || !token || !catalog) {
 		rpc_log(RPC_LOG_ERROR, "main", "bad service address or no memory");
 		goto out;
 	}
@@ -309,10 +320,12 @@ int main(void)
 	 * request, its call and the reply stay on one thread. */
 	n_loops = edge_http_server_loops(http);
 	{
-		const char *hosts[3] = { cfg.account_host, cfg.auth_host, cfg.token_host };
-		long long ports[3] = { cfg.account_port, cfg.auth_port, cfg.token_port };
+		const char *hosts[N_BACKENDS] = { cfg.account_host, cfg.auth_host,
+						  cfg.token_host, cfg.catalog_host };
+		long long ports[N_BACKENDS] = { cfg.account_port, cfg.auth_port,
+						cfg.token_port, cfg.catalog_port };
 
-		for (int b = 0; b < 3; b++) {
+		for (int b = 0; b < N_BACKENDS; b++) {
 			cfg_host_port(hosts[b], ports[b], addr, sizeof(addr));
 			on_loops[b] = loop_channels(http, addr);
 			if (on_loops[b] == NULL) {
@@ -327,6 +340,8 @@ int main(void)
 			  on_loops[0], n_loops },
 			{ &estore_auth_v1_AuthService_service, auth, on_loops[1], n_loops },
 			{ &estore_token_v1_TokenService_service, token, on_loops[2], n_loops },
+			{ &estore_catalog_v1_CatalogService_service, catalog,
+			  on_loops[3], n_loops },
 		};
 
 		gc.request_timeout_ms = cfg.request_timeout_ms;
@@ -340,7 +355,9 @@ int main(void)
 		gc.rate_login_per_min = cfg.rate_login;
 		gc.rate_account_per_min = cfg.rate_account;
 		gc.rate_anon_per_min = cfg.rate_anon;
-		gw = edge_gateway_new(&gc, backends, 3, err, sizeof(err));
+		gw = edge_gateway_new(&gc, backends,
+				      sizeof(backends) / sizeof(backends[0]),
+				      err, sizeof(err));
 	}
 	if (gw == NULL) {
 		rpc_log(RPC_LOG_ERROR, "main", "routes: %s", err);
@@ -366,7 +383,7 @@ out:
 	 * lets the gateway see nothing in flight; then the rest. */
 	if (http)
 		edge_http_server_shutdown(http, (int)cfg.drain_ms);
-	for (int b = 0; b < 3; b++)
+	for (int b = 0; b < N_BACKENDS; b++)
 		loop_channels_free(on_loops[b], n_loops);
 	edge_gateway_free(gw);
 	edge_http_server_free(http);
@@ -375,6 +392,7 @@ out:
 	rpc_channel_free(account);
 	rpc_channel_free(auth);
 	rpc_channel_free(token);
+	rpc_channel_free(catalog);
 	rpc_log(RPC_LOG_INFO, "main", "stopped");
 out_cfg:
 	cfg_free(config_vars, N_VARS, &cfg);

@@ -28,12 +28,12 @@
 
 _stack_repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _stack_pg_bin=/usr/lib/postgresql/15/bin
-# Dependency order: account and auth validate tokens through token; auth
-# calls account; the edge proxy fronts them all.
-_stack_services=(token account auth edge)
-declare -gA _stack_port_var=([token]=TOKEN_SERVICE_PORT [account]=ACCOUNT_API_PORT [auth]=AUTH_SERVICE_PORT [edge]=EDGE_PORT)
-declare -gA _stack_host_var=([token]=TOKEN_SERVICE_HOST [account]=ACCOUNT_API_HOST [auth]=AUTH_SERVICE_HOST [edge]=EDGE_HOST)
-declare -gA _stack_port_def=([token]=50052 [account]=50051 [auth]=50053 [edge]=8080)
+# Dependency order: account, auth and catalog validate tokens through
+# token; auth calls account; the edge proxy fronts them all.
+_stack_services=(token account catalog auth edge)
+declare -gA _stack_port_var=([token]=TOKEN_SERVICE_PORT [account]=ACCOUNT_API_PORT [catalog]=CATALOG_SERVICE_PORT [auth]=AUTH_SERVICE_PORT [edge]=EDGE_PORT)
+declare -gA _stack_host_var=([token]=TOKEN_SERVICE_HOST [account]=ACCOUNT_API_HOST [catalog]=CATALOG_SERVICE_HOST [auth]=AUTH_SERVICE_HOST [edge]=EDGE_HOST)
+declare -gA _stack_port_def=([token]=50052 [account]=50051 [catalog]=50054 [auth]=50053 [edge]=8080)
 
 _stack_say() { echo "estore: $*"; }
 _stack_err() { echo "estore: $*" >&2; }

@@ -9,6 +9,7 @@ optional when running by hand from the repository root, see _defaults()):
         --account build/services/account/estore-account \
         --token build/services/token/estore-token \
         --auth build/services/auth/estore-auth \
+        --catalog build/services/catalog/estore-catalog \
         --protoc protoc --grpc-python-plugin /usr/bin/grpc_python_plugin \
         --proto-path proto --proto-path /usr/share/grpc-proto \
         --proto-path /usr/share/gocode/src/github.com/gogo/googleapis \
@@ -33,6 +34,7 @@ API
 
     class MyTest(fixture.StackTestCase):
         SERVICES = ("token", "account", "auth")    # started in this order
+                                                   # (default: all of SERVICE_ORDER)
         SERVICE_ENV = {"auth": {"AUTH_ARGON2_MEMORY_KIB": "19456"}}   # optional
         def test_x(self):
             st = self.stack
@@ -56,7 +58,7 @@ API
     Stack attributes / methods
       st.dir                      the temp dir (logs/, pg/, redis/, keys/)
       st.db_port, st.redis_port   the loopback ports
-      st.ports[name]              gRPC port of "account", "token", "auth"
+      st.ports[name]              gRPC port of "account", "token", "auth", "catalog"
                                   (allocated up front, so every service knows
                                   every other's address before it starts)
       st.net                      the placement (Loopback() unless given)
@@ -120,7 +122,7 @@ import unittest
 
 ARGS = None
 
-SERVICE_ORDER = ("token", "account", "auth")
+SERVICE_ORDER = ("token", "account", "auth", "catalog")
 # The edge proxy speaks HTTP, not gRPC: it starts after the services and
 # is waited for on GET /healthz.
 EDGE = "edge"
@@ -130,6 +132,7 @@ _HOST_PORT_VARS = {
     "account": ("ACCOUNT_API_HOST", "ACCOUNT_API_PORT"),
     "token": ("TOKEN_SERVICE_HOST", "TOKEN_SERVICE_PORT"),
     "auth": ("AUTH_SERVICE_HOST", "AUTH_SERVICE_PORT"),
+    "catalog": ("CATALOG_SERVICE_HOST", "CATALOG_SERVICE_PORT"),
 }
 
 # Variables of ours that must never come from the developer's shell.
@@ -150,17 +153,21 @@ _OUR_VARS = (
     "EDGE_CORS_ORIGINS", "EDGE_JWKS_REFRESH_MS", "EDGE_JWKS_MIN_REFRESH_MS",
     "EDGE_REVOCATION_CACHE_MS", "EDGE_RATE_LOGIN_PER_MIN",
     "EDGE_RATE_ACCOUNT_PER_MIN", "EDGE_RATE_ANON_PER_MIN",
+    "CATALOG_SERVICE_HOST", "CATALOG_SERVICE_PORT", "CATALOG_MIGRATIONS_DIR",
+    "CATALOG_CACHE_ENTRIES",
 )
 
 _STUB_MODULES = {
     "account": "estore.account.v1.account",
     "token": "estore.token.v1.token",
     "auth": "estore.auth.v1.auth",
+    "catalog": "estore.catalog.v1.catalog",
 }
 _STUB_CLASSES = {
     "account": "AccountServiceStub",
     "token": "TokenServiceStub",
     "auth": "AuthServiceStub",
+    "catalog": "CatalogServiceStub",
 }
 
 PG_BIN = "/usr/lib/postgresql/15/bin"

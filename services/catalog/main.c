@@ -1,0 +1,243 @@
+/*
+ * estore-catalog - serves estore.catalog.v1.CatalogService (plus health and
+ * reflection) on LISTEN_HOST:CATALOG_SERVICE_PORT.
+ *
+ * Wiring only: configuration table → log sink, PostgreSQL pool, product
+ * cache and its change listener, token service channel (access tokens are
+ * validated there), server, dependency watcher; then run until
+ * SIGTERM/SIGINT.
+ *
+ * PostgreSQL need not be up at start. The watcher's probe applies the
+ * migrations first (retrying with backoff until they succeed) and only
+ * then reports the database as reachable, so the service turns SERVING
+ * only with its schema in place; until then calls answer UNAVAILABLE.
+ */
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/channel.h"
+#include "rpc/log.h"
+#include "rpc/server.h"
+#include "service.h"
+#include "services/common/authn.h"
+#include "services/common/config.h"
+#include "services/common/deps.h"
+#include "services/common/pg.h"
+
+#ifndef CATALOG_MIGRATIONS_DEFAULT_DIR
+#define CATALOG_MIGRATIONS_DEFAULT_DIR "migrations"
+#endif
+
+#define SCHEMA "catalog"
+#define SERVICE_NAME "estore.catalog.v1.CatalogService"
+
+struct config {
+	char *log_level;
+	char *listen_host;
+	long long port;
+	long long io_threads;
+	long long workers;
+	char *db_host;
+	long long db_port;
+	char *db_user;
+	char *db_password;
+	char *db_name;
+	long long db_pool_size;
+	char *token_host;
+	long long token_port;
+	char *migrations_dir;
+	long long cache_entries;
+};
+
+#define F(field) offsetof(struct config, field)
+static const cfg_var config_vars[] = {
+	{ "LOG_LEVEL", CFG_STRING, F(log_level), "info", 0, 0, false,
+	  "debug, info, warn or error" },
+	{ "LISTEN_HOST", CFG_STRING, F(listen_host), "0.0.0.0", 0, 0, false,
+	  "address to listen on" },
+	{ "CATALOG_SERVICE_PORT", CFG_INT, F(port), "50054", 0, 65535, false,
+	  "port to listen on (0 = any free port, logged)" },
+	{ "GRPC_IO_THREADS", CFG_INT, F(io_threads), "2", 1, 256, false,
+	  "I/O threads" },
+	{ "GRPC_WORKERS", CFG_INT, F(workers), "16", 1, 4096, false,
+	  "handler threads" },
+	{ "DB_HOST", CFG_STRING, F(db_host), "127.0.0.1", 0, 0, false,
+	  "PostgreSQL host" },
+	{ "DB_PORT", CFG_INT, F(db_port), "5432", 1, 65535, false,
+	  "PostgreSQL port" },
+	{ "DB_USER", CFG_STRING, F(db_user), "estore", 0, 0, false,
+	  "PostgreSQL user" },
+	{ "DB_PASSWORD", CFG_STRING, F(db_password), "", 0, 0, true,
+	  "PostgreSQL password" },
+	{ "DB_NAME", CFG_STRING, F(db_name), "estore", 0, 0, false,
+	  "PostgreSQL database" },
+	{ "DB_POOL_SIZE", CFG_INT, F(db_pool_size), "8", 1, 1024, false,
+	  "PostgreSQL connections at most" },
+	{ "TOKEN_SERVICE_HOST", CFG_STRING, F(token_host), "127.0.0.1", 0, 0,
+	  false, "token service host (validates access tokens)" },
+	{ "TOKEN_SERVICE_PORT", CFG_INT, F(token_port), "50052", 1, 65535,
+	  false, "token service port" },
+	{ "CATALOG_MIGRATIONS_DIR", CFG_STRING, F(migrations_dir),
+	  CATALOG_MIGRATIONS_DEFAULT_DIR, 0, 0, false,
+	  "directory of NNN_name.sql migrations" },
+	{ "CATALOG_CACHE_ENTRIES", CFG_INT, F(cache_entries), "50000", 0,
+	  10000000, false,
+	  "products kept in the read cache at most (0 = no cache)" },
+};
+#undef F
+#define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
+
+/* What the watcher's probe needs. */
+struct db_probe {
+	cat_service *svc;
+	const char *conninfo;
+	const char *migrations_dir;
+	bool reported;  /* a migration failure was logged already */
+};
+
+/* Migrates once (retried on every probe round until it succeeds), then
+ * pings. Runs on the watcher thread only, so `reported` needs no lock.
+ * pg_migrate holds the schema's advisory lock: replicas starting together
+ * wait for one another and each file is applied once. */
+static bool db_probe(void *user)
+{
+	struct db_probe *p = user;
+	char err[512];
+
+	if (!atomic_load(&p->svc->ready)) {
+		if (pg_migrate(p->conninfo, SCHEMA, p->migrations_dir, err,
+			       sizeof(err)) != 0) {
+			if (!p->reported)
+				rpc_log(RPC_LOG_WARN, "migrate",
+					"%s (retrying)", err);
+			p->reported = true;
+			return false;
+		}
+		atomic_store(&p->svc->ready, true);
+		rpc_log(RPC_LOG_INFO, "migrate", "schema " SCHEMA " ready");
+	}
+	return pg_ping(p->svc->pool);
+}
+
+int main(void)
+{
+	static const char *const health_names[] = { SERVICE_NAME };
+	struct config cfg = { 0 };
+	rpc_server_config scfg;
+	rpc_log_level level;
+	rpc_server *srv = NULL;
+	rpc_channel *token_ch = NULL;
+	deps_watch *watch = NULL;
+	cat_service svc = { 0 };
+	struct db_probe probe = { 0 };
+	char err[512], addr[300], token_addr[300];
+	char *conninfo = NULL;
+	int rc = 1, lidx;
+
+	/* Errors before the log sink exists go to stderr: there is no
+	 * configured level yet to filter them with. */
+	if (cfg_load(config_vars, N_VARS, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "estore-catalog: %s\n", err);
+		return 2;
+	}
+	if (rpc_log_level_parse(cfg.log_level, &level) != 0) {
+		fprintf(stderr, "estore-catalog: LOG_LEVEL: '%s' is not one of "
+			"debug, info, warn, error\n", cfg.log_level);
+		rc = 2;
+		goto out_cfg;
+	}
+	rpc_log_set_sink(rpc_log_json_sink, "estore-catalog", level);
+	cfg_log(config_vars, N_VARS, &cfg);
+
+	conninfo = pg_conninfo(cfg.db_host, (int)cfg.db_port, cfg.db_user,
+			       cfg.db_password, cfg.db_name);
+	if (conninfo)
+		svc.pool = pg_pool_new(conninfo, SCHEMA, (int)cfg.db_pool_size);
+	svc.cache = prod_cache_new((size_t)cfg.cache_entries);
+	atomic_init(&svc.ready, false);
+	cfg_host_port(cfg.token_host, cfg.token_port, token_addr,
+		       sizeof(token_addr));
+	token_ch = rpc_channel_new(token_addr, NULL);
+	rpc_server_config_defaults(&scfg);
+	scfg.io_threads = (int)cfg.io_threads;
+	scfg.workers = (int)cfg.workers;
+	srv = rpc_server_new(&scfg);
+	if (!svc.pool || !svc.cache || !token_ch || !srv) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot create %s",
+			!svc.pool ? "the database pool" :
+			!svc.cache ? "the product cache" :
+			!token_ch ? "the token service channel" : "the server");
+		goto out;
+	}
+
+	cfg_host_port(cfg.listen_host, cfg.port, addr, sizeof(addr));
+	lidx = rpc_server_listen(srv, addr);
+	if (lidx < 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot listen on %s: %s", addr,
+			rpc_strerror(lidx));
+		goto out;
+	}
+	authn_install_remote(srv, token_ch);
+	if (cat_service_register(srv, &svc) != 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot register the service");
+		goto out;
+	}
+
+	probe.svc = &svc;
+	probe.conninfo = conninfo;
+	probe.migrations_dir = cfg.migrations_dir;
+	watch = deps_watch_new(srv, health_names, 1);
+	if (!watch || deps_watch_add(watch, "postgres", db_probe, &probe) != 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot create the dependency watcher");
+		goto out;
+	}
+
+	/* The cache stays off until its listener is connected. */
+	if (prod_cache_listen(svc.cache, conninfo) != 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot start the change listener");
+		goto out;
+	}
+
+	/* Migrate before listening when the database is there, so a normal
+	 * start never shows SERVING without a schema. */
+	(void)db_probe(&probe);
+	if (rpc_server_start(srv) != 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot start the server");
+		goto out;
+	}
+	/* rpc_server_start marks everything SERVING; take that back at once
+	 * when the schema is not there yet (the watcher's first round may
+	 * wait out a connect timeout). */
+	if (!atomic_load(&svc.ready)) {
+		rpc_server_set_health(srv, "", RPC_HEALTH_NOT_SERVING);
+		rpc_server_set_health(srv, SERVICE_NAME, RPC_HEALTH_NOT_SERVING);
+	}
+	if (deps_watch_start(watch) != 0) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot start the dependency watcher");
+		rpc_server_shutdown(srv);
+		rpc_server_wait(srv);
+		goto out;
+	}
+	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
+		       sizeof(addr));
+	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
+
+	rc = rpc_server_run_until_signal(srv);
+	rpc_log(RPC_LOG_INFO, "main", "stopped");
+out:
+	/* The watcher writes health on the server: it goes first. The
+	 * channel goes after the server, whose authenticator uses it; the
+	 * cache after the server, whose handlers use it. */
+	deps_watch_free(watch);
+	rpc_server_free(srv);
+	rpc_channel_free(token_ch);
+	prod_cache_free(svc.cache);
+	pg_pool_free(svc.pool);
+	free(conninfo);
+out_cfg:
+	cfg_free(config_vars, N_VARS, &cfg);
+	return rc;
+}
