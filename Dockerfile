@@ -4,7 +4,7 @@
 #   docker run --rm estore estore-health --help
 #
 # compose.yaml builds it once and runs estore-account, estore-token,
-# estore-auth and estore-edge from it. Configuration comes from the
+# estore-auth, estore-catalog and estore-edge from it. Configuration comes from the
 # environment at run time (see .env.example); nothing secret is in the image.
 
 # ---- build ------------------------------------------------------------------
@@ -52,13 +52,15 @@ COPY --from=build /opt/estore /opt/estore
 COPY --from=build /usr/share/john/password.lst /usr/share/john/password.lst
 
 ENV PATH=/opt/estore/bin:$PATH \
-    ACCOUNT_MIGRATIONS_DIR=/opt/estore/share/estore/account/migrations
+    ACCOUNT_MIGRATIONS_DIR=/opt/estore/share/estore/account/migrations \
+    CATALOG_MIGRATIONS_DIR=/opt/estore/share/estore/catalog/migrations
 
 # The services read an optional ./.env; this folder has none, so the
 # environment alone configures a container.
 WORKDIR /opt/estore
 USER 10001:10001
 
-# gRPC services: account 50051, token 50052, auth 50053; the edge: 8080.
-EXPOSE 8080 50051 50052 50053
+# gRPC services: account 50051, token 50052, auth 50053, catalog 50054;
+# the edge: 8080.
+EXPOSE 8080 50051 50052 50053 50054
 CMD ["estore-edge"]

@@ -25,6 +25,7 @@
 #include "services/common/authn.h"
 #include "services/common/config.h"
 #include "services/common/deps.h"
+#include "services/common/metrics_http.h"
 #include "services/common/pg.h"
 
 #ifndef CATALOG_MIGRATIONS_DEFAULT_DIR
@@ -38,6 +39,7 @@ struct config {
 	char *log_level;
 	char *listen_host;
 	long long port;
+	long long metrics_port;
 	long long io_threads;
 	long long workers;
 	char *db_host;
@@ -60,6 +62,8 @@ static const cfg_var config_vars[] = {
 	  "address to listen on" },
 	{ "CATALOG_SERVICE_PORT", CFG_INT, F(port), "50054", 0, 65535, false,
 	  "port to listen on (0 = any free port, logged)" },
+	{ "METRICS_PORT", CFG_INT, F(metrics_port), "0", -1, 65535, false,
+	  "Prometheus /metrics port (0 = the gRPC port + 1000, -1 = off)" },
 	{ "GRPC_IO_THREADS", CFG_INT, F(io_threads), "2", 1, 256, false,
 	  "I/O threads" },
 	{ "GRPC_WORKERS", CFG_INT, F(workers), "16", 1, 4096, false,
@@ -131,6 +135,7 @@ int main(void)
 	rpc_server *srv = NULL;
 	rpc_channel *token_ch = NULL;
 	deps_watch *watch = NULL;
+	svc_metrics *metrics = NULL;
 	cat_service svc = { 0 };
 	struct db_probe probe = { 0 };
 	char err[512], addr[300], token_addr[300];
@@ -221,6 +226,12 @@ int main(void)
 		rpc_server_wait(srv);
 		goto out;
 	}
+	if (svc_metrics_open(srv, cfg.listen_host, cfg.metrics_port,
+			     rpc_server_port(srv, lidx), &metrics) != 0) {
+		rpc_server_shutdown(srv);
+		rpc_server_wait(srv);
+		goto out;
+	}
 	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
 		       sizeof(addr));
 	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
@@ -232,6 +243,7 @@ out:
 	 * channel goes after the server, whose authenticator uses it; the
 	 * cache after the server, whose handlers use it. */
 	deps_watch_free(watch);
+	svc_metrics_stop(metrics);
 	rpc_server_free(srv);
 	rpc_channel_free(token_ch);
 	prod_cache_free(svc.cache);

@@ -31,7 +31,7 @@ import fixture  # noqa: E402
 import podnet   # noqa: E402
 
 SKIP = 77
-SERVICES = ("token", "account", "auth", fixture.EDGE)
+SERVICES = ("token", "account", "auth", "catalog", fixture.EDGE)
 PODS = ("postgres", "redis") + SERVICES
 
 # Bounds of the outage checks. A gone pod's address answers nothing (no
@@ -220,7 +220,7 @@ class MultiHostTest(unittest.TestCase):
             a.GetAccountRequest(id="me"), metadata=fixture.bearer(pair["accessToken"]),
             timeout=10)
         self.assertEqual(got.email, email)
-        for n in ("token", "account", "auth"):
+        for n in ("token", "account", "auth", "catalog"):
             self.assertEqual(self.stack.health(n), "SERVING", n)
         self.assertEqual(self.call("GET", "/readyz")[0], 200)
 
