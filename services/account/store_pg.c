@@ -11,12 +11,7 @@
 #include <time.h>
 
 #include "rpc/log.h"
-#include "rpc/loop.h"
-
-/* Longest we wait for a pooled connection when the caller set no deadline:
- * long enough to ride out a burst, short enough that a stuck pool turns
- * into an answer rather than a hung call. */
-#define ACQUIRE_DEFAULT_MS 5000
+#include "services/common/pgcall.h"
 
 /* The columns every read returns, in the order row_to_account reads them.
  * Times travel as integral microseconds since the epoch: exact (PostgreSQL
@@ -38,72 +33,22 @@ static const char *const role_names[] = {
 
 /* ---- plumbing ---------------------------------------------------------- */
 
-static int acquire_timeout_ms(rpc_ctx *ctx)
-{
-	long long deadline = rpc_ctx_deadline(ctx), left;
-
-	if (deadline == 0)
-		return ACQUIRE_DEFAULT_MS;
-	left = (deadline - rpc_now_ns()) / 1000000;
-	if (left < 1)
-		return 1;
-	return left > ACQUIRE_DEFAULT_MS ? ACQUIRE_DEFAULT_MS : (int)left;
-}
-
 static PGconn *acquire(pg_pool *pool, rpc_ctx *ctx, rpc_code *code)
 {
-	char msg[160];
-	PGconn *c = pg_acquire(pool, acquire_timeout_ms(ctx), code, msg,
-			       sizeof(msg));
-
-	if (!c) {
-		if (*code == RPC_OK)
-			*code = RPC_UNAVAILABLE;
-		rpc_ctx_error(ctx, *code, "account store: %s", msg);
-	}
-	return c;
+	return pgcall_acquire(pool, ctx, "account store", code);
 }
 
-/*
- * Runs one statement and turns failure into the call's status. `what`
- * names the operation in logs. A server that is shutting down (57P01..03)
- * or a connection that died is reported as UNAVAILABLE whatever pg_exec
- * mapped it to: the caller may retry once the database is back.
- */
+/* One statement; failures become the call's status (pgcall.h). The only
+ * unique constraint besides the primary key (always generated) is
+ * lower(email). */
 static PGresult *exec(PGconn *conn, rpc_ctx *ctx, const char *what,
 		      const char *sql, int n, const char *const *params,
 		      rpc_code *code)
 {
-	char msg[256], state[6] = "";
-	PGresult *r = pg_exec(conn, sql, n, params, code, msg, sizeof(msg),
-			      state);
+	static const pgcall_violations v = { .unique = "email: already registered" };
 
-	if (r)
-		return r;
-	if (strncmp(state, "57P", 3) == 0 || PQstatus(conn) == CONNECTION_BAD)
-		*code = RPC_UNAVAILABLE;
-	switch (*code) {
-	case RPC_ALREADY_EXISTS:
-		/* The only unique constraint besides the primary key
-		 * (always generated) is lower(email). */
-		rpc_ctx_error(ctx, *code, "email: already registered");
-		break;
-	case RPC_UNAVAILABLE:
-		rpc_ctx_error(ctx, *code, "account store unavailable");
-		break;
-	case RPC_INVALID_ARGUMENT:
-	case RPC_DEADLINE_EXCEEDED:
-		rpc_ctx_error(ctx, *code, "account store: %s", msg);
-		break;
-	default:
-		rpc_log(RPC_LOG_ERROR, "store", "%s failed: sqlstate %s: %s",
-			what, state[0] ? state : "-", msg);
-		if (*code == RPC_OK)
-			*code = RPC_INTERNAL;
-		rpc_ctx_error(ctx, *code, "account store error");
-		break;
-	}
-	return NULL;
+	return pgcall_exec(conn, ctx, "account store", what, sql, n, params, &v,
+			   code);
 }
 
 static unsigned roles_from_text(const char *s)
