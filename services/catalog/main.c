@@ -94,38 +94,6 @@ static const cfg_var config_vars[] = {
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
 
-/* What the watcher's probe needs. */
-struct db_probe {
-	cat_service *svc;
-	const char *conninfo;
-	const char *migrations_dir;
-	bool reported;  /* a migration failure was logged already */
-};
-
-/* Migrates once (retried on every probe round until it succeeds), then
- * pings. Runs on the watcher thread only, so `reported` needs no lock.
- * pg_migrate holds the schema's advisory lock: replicas starting together
- * wait for one another and each file is applied once. */
-static bool db_probe(void *user)
-{
-	struct db_probe *p = user;
-	char err[512];
-
-	if (!atomic_load(&p->svc->ready)) {
-		if (pg_migrate(p->conninfo, SCHEMA, p->migrations_dir, err,
-			       sizeof(err)) != 0) {
-			if (!p->reported)
-				rpc_log(RPC_LOG_WARN, "migrate",
-					"%s (retrying)", err);
-			p->reported = true;
-			return false;
-		}
-		atomic_store(&p->svc->ready, true);
-		rpc_log(RPC_LOG_INFO, "migrate", "schema " SCHEMA " ready");
-	}
-	return pg_ping(p->svc->pool);
-}
-
 int main(void)
 {
 	static const char *const health_names[] = { SERVICE_NAME };
@@ -137,7 +105,7 @@ int main(void)
 	deps_watch *watch = NULL;
 	svc_metrics *metrics = NULL;
 	cat_service svc = { 0 };
-	struct db_probe probe = { 0 };
+	pg_schema_probe probe = { 0 };
 	char err[512], addr[300], token_addr[300];
 	char *conninfo = NULL;
 	int rc = 1, lidx;
@@ -191,11 +159,13 @@ int main(void)
 		goto out;
 	}
 
-	probe.svc = &svc;
+	probe.pool = svc.pool;
 	probe.conninfo = conninfo;
+	probe.schema = SCHEMA;
 	probe.migrations_dir = cfg.migrations_dir;
+	probe.ready = &svc.ready;
 	watch = deps_watch_new(srv, health_names, 1);
-	if (!watch || deps_watch_add(watch, "postgres", db_probe, &probe) != 0) {
+	if (!watch || deps_watch_add(watch, "postgres", pg_schema_probe_run, &probe) != 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "cannot create the dependency watcher");
 		goto out;
 	}
@@ -208,7 +178,7 @@ int main(void)
 
 	/* Migrate before listening when the database is there, so a normal
 	 * start never shows SERVING without a schema. */
-	(void)db_probe(&probe);
+	(void)pg_schema_probe_run(&probe);
 	if (rpc_server_start(srv) != 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "cannot start the server");
 		goto out;

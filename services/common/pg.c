@@ -958,3 +958,22 @@ out:
 	free_migrations(m, n);
 	return rc;
 }
+
+bool pg_schema_probe_run(void *probe)
+{
+	pg_schema_probe *p = probe;
+	char err[512];
+
+	if (!atomic_load(p->ready)) {
+		if (pg_migrate(p->conninfo, p->schema, p->migrations_dir, err,
+			       sizeof(err)) != 0) {
+			if (!p->reported)
+				rpc_log(RPC_LOG_WARN, "migrate", "%s (retrying)", err);
+			p->reported = true;
+			return false;
+		}
+		atomic_store(p->ready, true);
+		rpc_log(RPC_LOG_INFO, "migrate", "schema %s ready", p->schema);
+	}
+	return pg_ping(p->pool);
+}

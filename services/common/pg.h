@@ -11,6 +11,7 @@
 #ifndef ESTORE_SVC_PG_H
 #define ESTORE_SVC_PG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <libpq-fe.h>
 
@@ -77,5 +78,22 @@ bool pg_ping(pg_pool *p);
  */
 int pg_migrate(const char *conninfo, const char *schema, const char *dir,
 	       char *err, size_t errlen);
+
+/*
+ * The dependency probe (deps.h) of a service with a schema: migrates once
+ * (retried on every round until it succeeds; pg_migrate's advisory lock
+ * makes replicas starting together apply each file once), sets *ready,
+ * then pings. Runs on the watcher thread only.
+ */
+typedef struct pg_schema_probe {
+	pg_pool *pool;
+	const char *conninfo;
+	const char *schema;
+	const char *migrations_dir;
+	atomic_bool *ready;     /* set once the schema is migrated */
+	bool reported;          /* a migration failure was logged already */
+} pg_schema_probe;
+
+bool pg_schema_probe_run(void *probe);
 
 #endif
