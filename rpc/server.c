@@ -2232,6 +2232,7 @@ int rpc_server_start(rpc_server *srv)
 	for (size_t i = 0; i < srv->n_services; i++)
 		rpc_health_set(srv->health, srv->services[i]->name,
 			       RPC_HEALTH_SERVING);
+	rpc_health_set(srv->health, RPC_HEALTH_LIVENESS, RPC_HEALTH_SERVING);
 out:
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;

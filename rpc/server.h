@@ -71,8 +71,15 @@ int rpc_server_add_method(rpc_server *srv, const rpc_service_desc *svc,
 			  const rpc_method_desc *m, void (*impl)(void),
 			  void *user);
 
+/* The health name that only says the process answers: SERVING from
+ * rpc_server_start until the drain, whatever the service's dependencies
+ * do ("" and the service names follow those). For liveness probes, which
+ * must not restart a healthy process because its database is away. */
+#define RPC_HEALTH_LIVENESS "liveness"
+
 /* Starts the acceptor, I/O and worker threads and returns. The health
- * status of "" and of every registered service becomes SERVING.
+ * status of "", of every registered service and of RPC_HEALTH_LIVENESS
+ * becomes SERVING.
  * Returns 0 or RPC_ERR_IO / RPC_ERR_NOMEM. */
 int rpc_server_start(rpc_server *srv);
 

@@ -668,6 +668,8 @@ class AccountPostgresFaultTest(AccountStack):
             st.wait_health("account", "NOT_SERVING", timeout=15)
             self.assertEqual(st.health("account", service="estore.account.v1.AccountService"),
                              "NOT_SERVING")
+            # The process itself is fine: a liveness probe must not kill it.
+            self.assertEqual(st.health("account", service="liveness"), "SERVING")
         finally:
             st.start_postgres()
         st.wait_health("account", "SERVING", timeout=20)

@@ -359,6 +359,13 @@ function policy(file, env, src) {
         for (const p of ["startupProbe", "readinessProbe", "livenessProbe"])
           if (!c[p] || !c[p].grpc || c[p].grpc.port !== grpcPort.containerPort)
             fail(`${C}: ${p} must be a gRPC probe on port ${grpcPort.containerPort}`);
+        // Liveness asks "liveness" (the process answers), readiness the
+        // whole server ("": its dependencies too), so a database outage
+        // takes pods out of rotation without restarting them.
+        if (c.livenessProbe && c.livenessProbe.grpc && c.livenessProbe.grpc.service !== "liveness")
+          fail(`${C}: livenessProbe must ask grpc.health.v1 for service "liveness"`);
+        if (c.readinessProbe && c.readinessProbe.grpc && c.readinessProbe.grpc.service)
+          fail(`${C}: readinessProbe must ask for the whole server (no service)`);
       } else if (httpPort) {
         const want = { startupProbe: "/healthz", livenessProbe: "/healthz", readinessProbe: "/readyz" };
         for (const [p, pathWanted] of Object.entries(want)) {
