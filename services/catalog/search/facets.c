@@ -1,24 +1,27 @@
 /* Facet counts over a whole match set. Each dimension is counted one of two
  * ways with identical results: by intersecting the match bitmap with every
- * value's bitmap (cost grows with the number of values, not of matches),
- * or by one pass over the matching documents (cost grows with matches). The
- * cheaper one is picked per dimension. */
+ * value's bitmap, or during one shared pass over the matching documents.
+ * The cheaper one is picked per dimension (see use_bitmaps). */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Roughly what one and_cardinality costs against a pass over one document,
- * measured on the benchmark catalog. */
-#define BITMAP_VS_DOC 64
-
-static bool use_bitmaps(const es_index *ix, uint64_t total, uint64_t nvalues, uint64_t per_doc)
+static bool use_bitmaps(const es_index *ix, uint64_t total, uint64_t nvalues)
 {
 	if (ix->cfg.facet_mode == 1)
 		return true;
 	if (ix->cfg.facet_mode == 2)
 		return false;
-	return total * per_doc > nvalues * BITMAP_VS_DOC;
+	/* An intersection costs about the smaller of its two containers per
+	 * 65536 ids (two bitsets: a fixed 1024-word popcount; two arrays: a
+	 * merge of both). Summed over all values that is about every posting
+	 * of the dimension when matches are dense, and nvalues times the
+	 * matches when they are sparse, while the pass costs the matches
+	 * times the values per document, shared by all dimensions. So
+	 * intersections only pay for few values and a large share of the
+	 * index matching (measured on the benchmark catalog). */
+	return nvalues <= 32 && total * 4 >= ix->live_count;
 }
 
 static int count_cmp(const void *a, const void *b)
@@ -29,7 +32,12 @@ static int count_cmp(const void *a, const void *b)
 	return strcmp(x->value, y->value);
 }
 
-/* Calls fn(doc) for every matching document, in batches. */
+static int akey_cmp(const void *a, const void *b)
+{
+	return strcmp(((const es_attr_facet *)a)->key, ((const es_attr_facet *)b)->key);
+}
+
+/* body runs with id bound to each matching document, in batches. */
 #define FOR_EACH_MATCH(m, id, body)                                                \
 	do {                                                                       \
 		roaring_uint32_iterator_t it_;                                     \
@@ -41,6 +49,56 @@ static int count_cmp(const void *a, const void *b)
 				body;                                              \
 			}                                                          \
 	} while (0)
+
+/* The facet bucket of a price: after the last bound <= it; none below the
+ * first bound. */
+static inline void classify(const int64_t *b, size_t nb, es_price_bucket *pb, int64_t v)
+{
+	size_t lo = 0, hi = nb;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (b[mid] <= v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0)
+		pb[lo - 1].count++;
+}
+
+static int price_by_buckets(const es_index *ix, const int64_t *b, size_t nb, es_price_bucket *pb,
+                            const roaring_bitmap_t *m)
+{
+	const bcol *col = &ix->price;
+	int64_t kb[32];
+	for (size_t i = 0; i < nb; i++)
+		kb[i] = es_price_key(b[i]);
+	for (uint32_t i = 0; i < col->n; i++) {
+		int64_t k = col->b[i].key;
+		/* A value bucket strictly between two bounds' buckets lies wholly
+		 * in one facet bucket; one sharing a bound's bucket is split per
+		 * document. */
+		bool edge = false;
+		size_t f = 0; /* facet buckets whose bound's bucket is below k */
+		for (size_t j = 0; j < nb; j++) {
+			if (kb[j] == k)
+				edge = true;
+			if (kb[j] < k)
+				f = j + 1;
+		}
+		if (!edge) {
+			if (f > 0)
+				pb[f - 1].count += roaring_bitmap_and_cardinality(m, col->b[i].bm);
+			continue;
+		}
+		roaring_bitmap_t *x = roaring_bitmap_and(m, col->b[i].bm);
+		if (!x)
+			return ES_ENOMEM;
+		FOR_EACH_MATCH(x, id, classify(b, nb, pb, ix->frecs[id].price));
+		bm_free(x);
+	}
+	return ES_OK;
+}
 
 static int emit(es_count **out, size_t *nout, const uint64_t *counts, const named_set *sets,
                 uint32_t n, arena *a)
@@ -64,117 +122,19 @@ static int emit(es_count **out, size_t *nout, const uint64_t *counts, const name
 	return ES_OK;
 }
 
-static int price_facet(const es_index *ix, const es_query *q, const roaring_bitmap_t *m,
-                       uint64_t total, es_result *r, arena *a)
-{
-	size_t nb = q->price_bound_count;
-	const int64_t *b = q->price_bounds;
-	es_price_bucket *pb = arena_alloc(a, nb * sizeof *pb);
-	if (!pb)
-		return ES_ENOMEM;
-	for (size_t i = 0; i < nb; i++) {
-		pb[i].lo = b[i];
-		pb[i].hi = i + 1 < nb ? b[i + 1] : INT64_MAX;
-	}
-	r->price_buckets = pb;
-	r->price_bucket_count = nb;
-	/* The facet bucket of a price: the last bound <= it, -1 below the first. */
-#define CLASSIFY(v)                                    \
-	do {                                           \
-		int64_t v_ = (v);                      \
-		size_t lo_ = 0, hi_ = nb;              \
-		while (lo_ < hi_) {                    \
-			size_t mid_ = (lo_ + hi_) / 2; \
-			if (b[mid_] <= v_)             \
-				lo_ = mid_ + 1;        \
-			else                           \
-				hi_ = mid_;            \
-		}                                      \
-		if (lo_ > 0)                           \
-			pb[lo_ - 1].count++;           \
-	} while (0)
-	const bcol *col = &ix->price;
-	if (!use_bitmaps(ix, total, col->n, 1)) {
-		FOR_EACH_MATCH(m, id, CLASSIFY(ix->docs[id].price));
-		return ES_OK;
-	}
-	int64_t kb[32];
-	for (size_t i = 0; i < nb; i++)
-		kb[i] = es_price_key(b[i]);
-	for (uint32_t i = 0; i < col->n; i++) {
-		int64_t k = col->b[i].key;
-		/* A value bucket strictly between two bounds' buckets lies wholly in
-		 * one facet bucket; one sharing a bound's bucket is split per doc. */
-		bool edge = false;
-		size_t f = 0; /* facet buckets whose bound bucket is below k */
-		for (size_t j = 0; j < nb; j++) {
-			if (kb[j] == k)
-				edge = true;
-			if (kb[j] < k)
-				f = j + 1;
-		}
-		if (!edge) {
-			if (f == 0)
-				continue;
-			pb[f - 1].count += roaring_bitmap_and_cardinality(m, col->b[i].bm);
-			continue;
-		}
-		roaring_bitmap_t *x = roaring_bitmap_and(m, col->b[i].bm);
-		if (!x)
-			return ES_ENOMEM;
-		FOR_EACH_MATCH(x, id, CLASSIFY(ix->docs[id].price));
-		bm_free(x);
-	}
-#undef CLASSIFY
-	return ES_OK;
-}
-
-static int vcount_cmp(const void *a, const void *b)
-{
-	return count_cmp(a, b);
-}
-
-static int akey_cmp(const void *a, const void *b)
-{
-	return strcmp(((const es_attr_facet *)a)->key, ((const es_attr_facet *)b)->key);
-}
-
-static int attr_facets(const es_index *ix, const es_query *q, const roaring_bitmap_t *m,
-                       uint64_t total, es_result *r, arena *a)
+static int emit_attrs(const es_index *ix, const es_query *q, const uint64_t *vc, const uint64_t *kc,
+                      es_result *r, arena *a)
 {
 	uint32_t top =
 	        q->facet_values_per_key ? q->facet_values_per_key : ix->cfg.facet_values_per_key;
-	uint64_t *vc = calloc(ix->navals ? ix->navals : 1, sizeof *vc);
-	uint64_t *kc = calloc(ix->nakeys ? ix->nakeys : 1, sizeof *kc);
-	int rc = ES_ENOMEM;
-	if (!vc || !kc)
-		goto out;
-	if (use_bitmaps(ix, total, ix->navals, 4)) {
-		for (uint32_t k = 0; k < ix->nakeys; k++) {
-			kc[k] = roaring_bitmap_and_cardinality(m, ix->akeys[k].bm);
-			if (!kc[k])
-				continue;
-			const idlist *vals = &ix->akeys[k].values;
-			for (uint32_t j = 0; j < vals->n; j++)
-				vc[vals->ids[j]] = roaring_bitmap_and_cardinality(
-				        m, ix->avals[vals->ids[j]].bm);
-		}
-	} else {
-		FOR_EACH_MATCH(m, id, {
-			const doc_t *d = &ix->docs[id];
-			for (uint8_t i = 0; i < d->nattr; i++) {
-				vc[d->attrv[i]]++;
-				kc[ix->avals[d->attrv[i]].key]++;
-			}
-		});
-	}
 	size_t nk = 0;
 	for (uint32_t k = 0; k < ix->nakeys; k++)
 		nk += kc[k] > 0;
 	r->attrs = arena_alloc(a, (nk ? nk : 1) * sizeof *r->attrs);
 	if (!r->attrs)
-		goto out;
+		return ES_ENOMEM;
 	size_t fi = 0;
+	int rc = ES_ENOMEM;
 	es_count *scratch = NULL;
 	for (uint32_t k = 0; k < ix->nakeys; k++) {
 		if (!kc[k])
@@ -186,34 +146,31 @@ static int attr_facets(const es_index *ix, const es_query *q, const roaring_bitm
 		free(scratch);
 		scratch = malloc((vals->n ? vals->n : 1) * sizeof *scratch);
 		if (!af->key || !scratch)
-			goto out_scratch;
+			goto out;
 		size_t nv = 0;
 		for (uint32_t j = 0; j < vals->n; j++)
 			if (vc[vals->ids[j]])
 				scratch[nv++] =
 				        (es_count){ix->avals[vals->ids[j]].value, vc[vals->ids[j]]};
-		qsort(scratch, nv, sizeof *scratch, vcount_cmp);
+		qsort(scratch, nv, sizeof *scratch, count_cmp);
 		af->distinct_values = nv;
 		af->value_count = nv < top ? nv : top;
 		af->values = arena_alloc(a, (af->value_count ? af->value_count : 1) *
 		                                    sizeof *af->values);
 		if (!af->values)
-			goto out_scratch;
+			goto out;
 		for (size_t j = 0; j < af->value_count; j++) {
 			af->values[j].value = arena_strdup(a, scratch[j].value);
 			af->values[j].count = scratch[j].count;
 			if (!af->values[j].value)
-				goto out_scratch;
+				goto out;
 		}
 	}
 	r->attr_count = fi;
 	qsort(r->attrs, fi, sizeof *r->attrs, akey_cmp);
 	rc = ES_OK;
-out_scratch:
-	free(scratch);
 out:
-	free(vc);
-	free(kc);
+	free(scratch);
 	return rc;
 }
 
@@ -221,41 +178,75 @@ int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *m
                       arena *a)
 {
 	uint64_t total = roaring_bitmap_get_cardinality(m);
-	uint32_t nmax = ix->ncats > ix->nstores ? ix->ncats : ix->nstores;
-	uint64_t *counts = calloc(nmax ? nmax : 1, sizeof *counts);
-	if (!counts)
-		return ES_ENOMEM;
-	int rc;
-	if (use_bitmaps(ix, total, ix->ncats, 4)) {
+	size_t nb = q->price_bound_count;
+	const int64_t *b = q->price_bounds;
+	bool cat_bm = use_bitmaps(ix, total, ix->ncats);
+	bool store_bm = use_bitmaps(ix, total, ix->nstores);
+	bool attr_bm = use_bitmaps(ix, total, ix->navals);
+	bool price_bm = nb && use_bitmaps(ix, total, ix->price.n);
+	uint64_t *cc = calloc(ix->ncats + 1, sizeof *cc);
+	uint64_t *sc = calloc(ix->nstores + 1, sizeof *sc);
+	uint64_t *vc = calloc(ix->navals + 1, sizeof *vc);
+	uint64_t *kc = calloc(ix->nakeys + 1, sizeof *kc);
+	es_price_bucket *pb = nb ? arena_alloc(a, nb * sizeof *pb) : NULL;
+	int rc = ES_ENOMEM;
+	if (!cc || !sc || !vc || !kc || (nb && !pb))
+		goto out;
+	for (size_t i = 0; i < nb; i++) {
+		pb[i].lo = b[i];
+		pb[i].hi = i + 1 < nb ? b[i + 1] : INT64_MAX;
+	}
+	r->price_buckets = pb;
+	r->price_bucket_count = nb;
+
+	if (cat_bm)
 		for (uint32_t i = 0; i < ix->ncats; i++)
-			counts[i] = roaring_bitmap_and_cardinality(m, ix->cats[i].bm);
-	} else {
+			cc[i] = roaring_bitmap_and_cardinality(m, ix->cats[i].bm);
+	if (store_bm)
+		for (uint32_t i = 0; i < ix->nstores; i++)
+			sc[i] = roaring_bitmap_and_cardinality(m, ix->stores[i].bm);
+	if (attr_bm)
+		for (uint32_t k = 0; k < ix->nakeys; k++) {
+			kc[k] = roaring_bitmap_and_cardinality(m, ix->akeys[k].bm);
+			if (!kc[k])
+				continue;
+			const idlist *vals = &ix->akeys[k].values;
+			for (uint32_t j = 0; j < vals->n; j++)
+				vc[vals->ids[j]] = roaring_bitmap_and_cardinality(
+				        m, ix->avals[vals->ids[j]].bm);
+		}
+	if (price_bm && (rc = price_by_buckets(ix, b, nb, pb, m)) != ES_OK)
+		goto out;
+	if (!cat_bm || !store_bm || !attr_bm || (nb && !price_bm)) {
+		/* One pass for every dimension left: each document's data is read
+		 * once (es_optimize lays it out in id order). */
+		bool pass_price = nb && !price_bm;
 		FOR_EACH_MATCH(m, id, {
-			const doc_t *d = &ix->docs[id];
-			for (uint8_t i = 0; i < d->ncat; i++)
-				counts[d->cats[i]]++;
+			const frec *f = &ix->frecs[id];
+			if (!cat_bm)
+				for (uint8_t i = 0; i < f->ncat; i++)
+					cc[f->vals[i]]++;
+			if (!store_bm)
+				sc[f->store]++;
+			if (!attr_bm)
+				for (uint8_t i = 0; i < f->nattr; i++) {
+					uint32_t v = f->vals[f->ncat + i];
+					vc[v]++;
+					kc[ix->avals[v].key]++;
+				}
+			if (pass_price)
+				classify(b, nb, pb, f->price);
 		});
 	}
-	rc = emit(&r->categories, &r->category_count, counts, ix->cats, ix->ncats, a);
-	if (rc != ES_OK)
+	if ((rc = emit(&r->categories, &r->category_count, cc, ix->cats, ix->ncats, a)) != ES_OK)
 		goto out;
-	memset(counts, 0, (nmax ? nmax : 1) * sizeof *counts);
-	if (use_bitmaps(ix, total, ix->nstores, 1)) {
-		for (uint32_t i = 0; i < ix->nstores; i++)
-			counts[i] = roaring_bitmap_and_cardinality(m, ix->stores[i].bm);
-	} else {
-		FOR_EACH_MATCH(m, id, counts[ix->docs[id].store]++);
-	}
-	rc = emit(&r->stores, &r->store_count, counts, ix->stores, ix->nstores, a);
-	if (rc != ES_OK)
+	if ((rc = emit(&r->stores, &r->store_count, sc, ix->stores, ix->nstores, a)) != ES_OK)
 		goto out;
-	if (q->price_bound_count) {
-		rc = price_facet(ix, q, m, total, r, a);
-		if (rc != ES_OK)
-			goto out;
-	}
-	rc = attr_facets(ix, q, m, total, r, a);
+	rc = emit_attrs(ix, q, vc, kc, r, a);
 out:
-	free(counts);
+	free(cc);
+	free(sc);
+	free(vc);
+	free(kc);
 	return rc;
 }

@@ -111,24 +111,37 @@ size_t lex_memory(const lexicon *lx);
 enum { TF_TITLE = 1, TF_ATTR = 2, TF_DESC = 4 };
 
 typedef struct {
-	char *pid; /* NULL: tombstone */
-	char *title;
-	void *blob; /* cats, attrv, terms, imp, tflags in one allocation */
+	/* What a facet pass reads comes first, in one cache line. */
 	uint32_t *cats;
 	uint32_t *attrv; /* attribute value ids */
+	int64_t price;
+	uint32_t store;
+	uint8_t ncat, nattr;
+	uint16_t nterms;
+	float stat;   /* static score, 0..1 */
+	bool in_slab; /* arrays live in es_index.slab, not in blob */
+	char currency[4];
 	uint32_t *terms; /* ascending term ids */
 	uint16_t *imp;   /* field-weighted BM25 impact / ES_IMP_SCALE */
 	uint8_t *tflags;
-	uint32_t store;
-	uint16_t nterms;
-	uint8_t ncat, nattr;
-	char currency[4];
-	int64_t price, stock, created;
+	char *pid; /* NULL: tombstone */
+	char *title;
+	void *blob; /* cats, attrv, terms, imp, tflags in one allocation */
+	int64_t stock, created;
 	double rating;
 	uint32_t rating_count;
 	uint64_t sales;
-	float stat; /* static score, 0..1 */
 } doc_t;
+
+/* What a facet pass reads of a document, 24 bytes apart instead of a
+ * doc_t's 136, so a pass over a few hundred thousand matches streams
+ * through memory instead of missing the cache per document. */
+typedef struct {
+	const uint32_t *vals; /* ncat category ids, then nattr value ids */
+	int64_t price;
+	uint32_t store;
+	uint8_t ncat, nattr;
+} frec;
 
 typedef struct {
 	char *id; /* owned by the map */
@@ -167,6 +180,7 @@ struct es_index {
 	es_config cfg;
 
 	doc_t *docs;
+	frec *frecs; /* parallel to docs */
 	uint32_t ndocs, cap;
 	uint32_t sorted_upto; /* ids below it are in static-score order */
 	uint64_t live_count, tombstones;
@@ -186,6 +200,10 @@ struct es_index {
 	strmap aval_map; /* key \x1f value */
 	attr_value *avals;
 	uint32_t navals, avals_cap;
+
+	/* es_optimize copies every document's blob here in id order, so passes
+	 * over matching documents (facets, scoring) read memory in order. */
+	void *slab;
 
 	roaring_bitmap_t *live;
 	roaring_bitmap_t *instock;

@@ -655,15 +655,6 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 		bm_free(f);
 		f = NULL;
 	}
-	if (q->has_min_price || q->has_max_price) {
-		f = es_bcol_range(ix, &ix->price, q->has_min_price ? q->min_price : INT64_MIN,
-		                  q->has_max_price ? q->max_price : INT64_MAX, es_price_key,
-		                  price_of);
-		if (!f || !and_into(&m, &owned, f))
-			goto oom;
-		bm_free(f);
-		f = NULL;
-	}
 	for (size_t i = 0; i < q->attr_filter_count; i++) {
 		const es_attr_filter *af = &q->attr_filters[i];
 		f = roaring_bitmap_create();
@@ -690,6 +681,37 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 	}
 	if (q->in_stock_only && !and_into(&m, &owned, ix->instock))
 		goto oom;
+	if (q->has_min_price || q->has_max_price) {
+		/* Last, on the smallest set: a few matches are checked one by one,
+		 * many are intersected with the range's buckets. */
+		int64_t lo = q->has_min_price ? q->min_price : INT64_MIN;
+		int64_t hi = q->has_max_price ? q->max_price : INT64_MAX;
+		if (roaring_bitmap_get_cardinality(m) * 16 <= ix->live_count) {
+			f = roaring_bitmap_create();
+			if (!f)
+				goto oom;
+			roaring_uint32_iterator_t it;
+			roaring_init_iterator(m, &it);
+			uint32_t buf[256], got;
+			while ((got = roaring_read_uint32_iterator(&it, buf, 256)) > 0)
+				for (uint32_t j = 0; j < got; j++) {
+					int64_t p = ix->frecs[buf[j]].price;
+					if (p >= lo && p <= hi)
+						roaring_bitmap_add(f, buf[j]);
+				}
+			if (owned)
+				bm_free(m);
+			m = f;
+			owned = true;
+			f = NULL;
+		} else {
+			f = es_bcol_range(ix, &ix->price, lo, hi, es_price_key, price_of);
+			if (!f || !and_into(&m, &owned, f))
+				goto oom;
+			bm_free(f);
+			f = NULL;
+		}
+	}
 	r->total = roaring_bitmap_get_cardinality(m);
 
 	/* idf from the live collection, or the first page's when paging on, so

@@ -52,6 +52,33 @@ static bool add_sword(const char *w, size_t n, void *arg)
 	return true;
 }
 
+static void heap_up(uint32_t *h, size_t i)
+{
+	while (i > 0 && h[(i - 1) / 2] < h[i]) {
+		uint32_t t = h[i];
+		h[i] = h[(i - 1) / 2];
+		h[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_down(uint32_t *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && h[l] > h[m])
+			m = l;
+		if (r < n && h[r] > h[m])
+			m = r;
+		if (m == i)
+			return;
+		uint32_t t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
 static int by_static(const void *a, const void *b, void *arg)
 {
 	const es_index *ix = arg;
@@ -116,39 +143,49 @@ int es_suggest(es_index *ix, const char *prefix, size_t limit, es_suggest_result
 	if (tl.n == 0)
 		goto out;
 
-	for (size_t per = 32;; per *= 4) {
-		size_t ncand = 0, cap = tl.n * per + 64;
+	/* The H smallest ordered ids over all the words (a max-heap: each
+	 * word's postings are read only while they beat the heap's largest),
+	 * plus every tail document; if dropping equal titles leaves too few,
+	 * again with a larger H. */
+	for (size_t h = 4 * limit;; h *= 4) {
+		size_t nheap = 0, cap = h + 64, ncand;
 		free(cand);
 		cand = malloc(cap * sizeof *cand);
 		if (!cand)
 			goto oom;
-		/* Below this id every matching ordered document has been seen. */
-		uint32_t complete = ix->sorted_upto;
 		for (size_t k = 0; k < tl.n; k++) {
-			const roaring_bitmap_t *bm = ix->lex.terms[tl.ids[k]].title;
 			roaring_uint32_iterator_t it;
-			roaring_init_iterator(bm, &it);
-			size_t taken = 0;
-			while (it.has_value && it.current_value < ix->sorted_upto) {
+			roaring_init_iterator(ix->lex.terms[tl.ids[k]].title, &it);
+			for (; it.has_value && it.current_value < ix->sorted_upto;
+			     roaring_advance_uint32_iterator(&it)) {
 				uint32_t id = it.current_value;
-				roaring_advance_uint32_iterator(&it);
+				if (nheap == h && id >= cand[0])
+					break;
 				if (base && !roaring_bitmap_contains(base, id))
 					continue;
-				if (taken == per) {
-					if (id < complete)
-						complete = id;
-					break;
+				bool dup = false;
+				for (size_t j = 0; j < nheap && !dup; j++)
+					dup = cand[j] == id;
+				if (dup)
+					continue;
+				if (nheap == h) {
+					cand[0] = cand[--nheap];
+					heap_down(cand, nheap, 0);
 				}
-				if (ncand == cap)
-					break;
-				cand[ncand++] = id;
-				taken++;
+				cand[nheap++] = id;
+				heap_up(cand, nheap - 1);
 			}
+		}
+		bool full = nheap == h;
+		uint32_t edge = full ? cand[0] : 0; /* ordered ids above it unseen */
+		ncand = nheap;
+		for (size_t k = 0; k < tl.n; k++) {
+			roaring_uint32_iterator_t it;
+			roaring_init_iterator(ix->lex.terms[tl.ids[k]].title, &it);
 			if (!roaring_move_uint32_iterator_equalorlarger(&it, ix->sorted_upto))
 				continue;
-			while (it.has_value) {
+			for (; it.has_value; roaring_advance_uint32_iterator(&it)) {
 				uint32_t id = it.current_value;
-				roaring_advance_uint32_iterator(&it);
 				if (base && !roaring_bitmap_contains(base, id))
 					continue;
 				if (ncand == cap) {
@@ -167,21 +204,23 @@ int es_suggest(es_index *ix, const char *prefix, size_t limit, es_suggest_result
 		for (size_t i = 0; i < ncand && got < limit; i++) {
 			if (i > 0 && cand[i] == cand[i - 1])
 				continue;
-			if (cand[i] < ix->sorted_upto && cand[i] >= complete) {
-				retry = true;
-				break;
-			}
 			const doc_t *d = &ix->docs[cand[i]];
 			bool dup = false;
 			for (size_t j = 0; j < got && !dup; j++)
 				dup = strcmp(out->items[j].title, d->title) == 0;
-			if (dup)
-				continue;
-			out->items[got].product_id = arena_strdup(ra, d->pid);
-			out->items[got].title = arena_strdup(ra, d->title);
-			if (!out->items[got].product_id || !out->items[got].title)
-				goto oom;
-			got++;
+			if (!dup) {
+				out->items[got].product_id = arena_strdup(ra, d->pid);
+				out->items[got].title = arena_strdup(ra, d->title);
+				if (!out->items[got].product_id || !out->items[got].title)
+					goto oom;
+				got++;
+			}
+			/* Past the heap's last document, unseen ordered ones could
+			 * come first. */
+			if (full && cand[i] == edge && got < limit) {
+				retry = true;
+				break;
+			}
 		}
 		out->count = got;
 		if (!retry)
