@@ -506,6 +506,30 @@ static void test_facets(void **state)
 	assert_int_equal(r.attrs[1].value_count, 1);
 	assert_int_equal(r.attrs[1].distinct_values, 3);
 	es_result_free(&r);
+	/* The same facets again (from the cache), and fresh ones after a
+	 * write. */
+	q.facet_values_per_key = 100;
+	assert_int_equal(es_search(ix, &q, &r), ES_OK);
+	assert_int_equal(r.stores[0].count, 2);
+	assert_int_equal(r.attrs[1].values[0].count, 2);
+	es_result_free(&r);
+	es_doc nd;
+	const char *ncats[3];
+	to_doc(find("p05"), &nd, ncats);
+	nd.product_id = "p20";
+	nd.title = "Wireless Mechanical Keyboard";
+	nd.store_id = "s1";
+	assert_int_equal(es_upsert(ix, &nd), ES_OK);
+	assert_int_equal(es_search(ix, &q, &r), ES_OK);
+	assert_int_equal(r.total, 5);
+	assert_string_equal(r.stores[0].value, "s1");
+	assert_int_equal(r.stores[0].count, 3);
+	assert_int_equal(r.attrs[1].values[0].count, 3); /* black */
+	es_result_free(&r);
+	assert_int_equal(es_remove(ix, "p20"), ES_OK);
+	assert_int_equal(es_search(ix, &q, &r), ES_OK);
+	assert_int_equal(r.stores[0].count, 2);
+	es_result_free(&r);
 	/* No match: empty facets, not an error. */
 	q = text("zzzzqqq");
 	q.facets = true;

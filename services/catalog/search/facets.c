@@ -250,3 +250,48 @@ out:
 	free(kc);
 	return rc;
 }
+
+static int copy_counts(es_count **dst, const es_count *src, size_t n, arena *a)
+{
+	*dst = arena_alloc(a, (n ? n : 1) * sizeof **dst);
+	if (!*dst)
+		return ES_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		(*dst)[i].value = arena_strdup(a, src[i].value);
+		(*dst)[i].count = src[i].count;
+		if (!(*dst)[i].value)
+			return ES_ENOMEM;
+	}
+	return ES_OK;
+}
+
+int es_copy_facets(es_result *dst, const es_result *src, arena *a)
+{
+	if (copy_counts(&dst->categories, src->categories, src->category_count, a) != ES_OK ||
+	    copy_counts(&dst->stores, src->stores, src->store_count, a) != ES_OK)
+		return ES_ENOMEM;
+	dst->category_count = src->category_count;
+	dst->store_count = src->store_count;
+	if (src->price_bucket_count) {
+		dst->price_buckets =
+		        arena_alloc(a, src->price_bucket_count * sizeof *dst->price_buckets);
+		if (!dst->price_buckets)
+			return ES_ENOMEM;
+		memcpy(dst->price_buckets, src->price_buckets,
+		       src->price_bucket_count * sizeof *dst->price_buckets);
+	}
+	dst->price_bucket_count = src->price_bucket_count;
+	dst->attrs = arena_alloc(a, (src->attr_count ? src->attr_count : 1) * sizeof *dst->attrs);
+	if (!dst->attrs)
+		return ES_ENOMEM;
+	for (size_t i = 0; i < src->attr_count; i++) {
+		es_attr_facet *d = &dst->attrs[i];
+		const es_attr_facet *s = &src->attrs[i];
+		*d = *s;
+		d->key = arena_strdup(a, s->key);
+		if (!d->key || copy_counts(&d->values, s->values, s->value_count, a) != ES_OK)
+			return ES_ENOMEM;
+	}
+	dst->attr_count = src->attr_count;
+	return ES_OK;
+}

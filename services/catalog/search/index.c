@@ -41,6 +41,7 @@ void es_config_default(es_config *c)
 	c->rare_df = 0;
 	c->facet_values_per_key = 10;
 	c->facet_mode = 0;
+	c->facet_cache_entries = 64;
 }
 
 /* ---- value buckets -------------------------------------------------- */
@@ -167,6 +168,20 @@ es_index *es_create(const es_config *cfg)
 		free(ix);
 		return NULL;
 	}
+	if (pthread_mutex_init(&ix->cache_lock, NULL) != 0) {
+		pthread_rwlock_destroy(&ix->lock);
+		free(ix);
+		return NULL;
+	}
+	if (ix->cfg.facet_cache_entries > 4096)
+		ix->cfg.facet_cache_entries = 4096;
+	if (ix->cfg.facet_cache_entries) {
+		ix->cache = calloc(ix->cfg.facet_cache_entries, sizeof *ix->cache);
+		if (!ix->cache) {
+			es_destroy(ix);
+			return NULL;
+		}
+	}
 	lex_init(&ix->lex);
 	ix->live = roaring_bitmap_create();
 	ix->instock = roaring_bitmap_create();
@@ -220,6 +235,11 @@ void es_destroy(es_index *ix)
 	bcol_free(&ix->price);
 	bcol_free(&ix->created);
 	bcol_free(&ix->rating);
+	if (ix->cache)
+		for (uint32_t i = 0; i < ix->cfg.facet_cache_entries; i++)
+			arena_free(&ix->cache[i].mem);
+	free(ix->cache);
+	pthread_mutex_destroy(&ix->cache_lock);
 	pthread_rwlock_destroy(&ix->lock);
 	free(ix);
 }
@@ -681,6 +701,7 @@ int es_upsert(es_index *ix, const es_doc *in)
 	}
 	ix->ndocs++;
 	ix->live_count++;
+	ix->gen++;
 	attach(ix, id);
 out:
 	pthread_rwlock_unlock(&ix->lock);
@@ -696,6 +717,7 @@ int es_remove(es_index *ix, const char *pid)
 	int rc = ES_ENOTFOUND;
 	if (id != ES_NONE) {
 		detach(ix, id, true);
+		ix->gen++;
 		rc = ES_OK;
 	}
 	pthread_rwlock_unlock(&ix->lock);
@@ -748,6 +770,7 @@ int es_optimize(es_index *ix)
 	ix->ndocs = n;
 	ix->tombstones = 0;
 	ix->sorted_upto = n;
+	ix->gen++;
 	/* The slab: first every document's categories and attribute values
 	 * (what a facet pass reads, a few documents per cache line), then
 	 * the term arrays, both in id order. */
@@ -872,6 +895,11 @@ void es_get_stats(es_index *ix, es_stats *out)
 	for (uint32_t i = 0; i < ix->navals; i++)
 		m += es_bitmap_memory(ix->avals[i].bm);
 	m += es_bitmap_memory(ix->live) + es_bitmap_memory(ix->instock);
+	pthread_mutex_lock(&ix->cache_lock);
+	m += es_heap_size(ix->cache);
+	for (uint32_t i = 0; ix->cache && i < ix->cfg.facet_cache_entries; i++)
+		m += arena_memory(&ix->cache[i].mem);
+	pthread_mutex_unlock(&ix->cache_lock);
 	m += bcol_memory(&ix->price) + bcol_memory(&ix->created) + bcol_memory(&ix->rating);
 	out->memory_bytes = m;
 	pthread_rwlock_unlock(&ix->lock);

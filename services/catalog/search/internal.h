@@ -43,6 +43,7 @@ typedef struct {
 void *arena_alloc(arena *a, size_t n); /* 16-byte aligned, zeroed; NULL on ENOMEM */
 char *arena_strdup(arena *a, const char *s);
 void arena_free(arena *a);
+size_t arena_memory(const arena *a);
 
 size_t es_heap_size(const void *p); /* what malloc really holds for p */
 size_t es_bitmap_memory(const roaring_bitmap_t *b);
@@ -175,9 +176,21 @@ typedef struct {
 	uint32_t n, cap;
 } bcol;
 
+/* Facets of one query at one generation of the index. */
+typedef struct {
+	uint64_t key, gen;
+	bool used;
+	arena mem;
+	es_result facets; /* only the facet fields */
+} fcache_entry;
+
 struct es_index {
 	pthread_rwlock_t lock;
 	es_config cfg;
+	uint64_t gen; /* bumped by every write */
+	pthread_mutex_t cache_lock;
+	fcache_entry *cache;
+	uint32_t cache_next;
 
 	doc_t *docs;
 	frec *frecs; /* parallel to docs */
@@ -221,6 +234,8 @@ double es_doc_sort_key(const doc_t *d, es_sort s);
 
 int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *match, es_result *r,
                       arena *a);
+/* Copies the facet fields of src into dst, allocating from a. */
+int es_copy_facets(es_result *dst, const es_result *src, arena *a);
 
 /* ---- query.c -------------------------------------------------------- */
 /* The documents of bucket column c whose value is in [lo, hi] (inclusive);

@@ -831,7 +831,40 @@ facets:
 			if (!empty)
 				goto oom;
 		}
-		rc = es_compute_facets(ix, q, m ? m : empty, r, ra);
+		/* The cache key: what decides the match set (not the sort) and
+		 * how facets are asked. */
+		es_query fq = *q;
+		fq.sort = ES_SORT_RELEVANCE;
+		uint64_t key = fingerprint(&fq, &w);
+		h64(&key, q->price_bounds ? (const void *)q->price_bounds : "",
+		    q->price_bound_count * sizeof *q->price_bounds);
+		h64(&key, &q->facet_values_per_key, sizeof q->facet_values_per_key);
+		bool hit = false;
+		if (ix->cache) {
+			pthread_mutex_lock(&ix->cache_lock);
+			for (uint32_t i = 0; i < ix->cfg.facet_cache_entries && !hit; i++) {
+				fcache_entry *e = &ix->cache[i];
+				if (e->used && e->key == key && e->gen == ix->gen) {
+					rc = es_copy_facets(r, &e->facets, ra);
+					hit = true;
+				}
+			}
+			pthread_mutex_unlock(&ix->cache_lock);
+		}
+		if (!hit) {
+			rc = es_compute_facets(ix, q, m ? m : empty, r, ra);
+			if (rc == ES_OK && ix->cache) {
+				pthread_mutex_lock(&ix->cache_lock);
+				fcache_entry *e = &ix->cache[ix->cache_next];
+				ix->cache_next = (ix->cache_next + 1) % ix->cfg.facet_cache_entries;
+				arena_free(&e->mem);
+				memset(&e->facets, 0, sizeof e->facets);
+				e->used = es_copy_facets(&e->facets, r, &e->mem) == ES_OK;
+				e->key = key;
+				e->gen = ix->gen;
+				pthread_mutex_unlock(&ix->cache_lock);
+			}
+		}
 		bm_free(empty);
 	}
 	goto out;

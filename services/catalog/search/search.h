@@ -90,6 +90,10 @@ typedef struct {
 	 * documents for small ones); 1 always intersects; 2 always passes.
 	 * Both give identical counts; the choice only changes speed. */
 	int facet_mode;
+	/* Facets of this many recent queries are kept until the next write
+	 * (0: none). Popular words match the most products and are asked
+	 * the most; between two writes their facets are computed once. */
+	uint32_t facet_cache_entries;
 } es_config;
 
 /* Fills *cfg with the defaults described in README.md. */

@@ -213,3 +213,11 @@ size_t es_bitmap_memory(const roaring_bitmap_t *b)
 	       st.n_bytes_bitset_containers + (size_t)b->high_low_container.allocation_size * 11 +
 	       (size_t)st.n_containers * 24 + sizeof *b;
 }
+
+size_t arena_memory(const arena *a)
+{
+	size_t n = 0;
+	for (const arena_block *b = a->head; b; b = b->next)
+		n += es_heap_size(b);
+	return n;
+}
