@@ -2,7 +2,7 @@
  * search_bench - the catalog's search engine on a generated catalog.
  *
  *   search_bench [--products N] [--duration S] [--threads T] [--seed X]
- *                [--only K]
+ *                [--only K] [--facet-cache N] [--writes W]
  *
  * Generates N products (default 1,000,000) deterministically from the seed:
  * titles from brands, adjectives, colours, product nouns and model numbers,
@@ -13,7 +13,9 @@
  * and then one thread alone for S/2 seconds; prints requests/s and p50/p99
  * latency. Query types (K, for --only): 0 one common word, 1 two words,
  * 2 a misspelt word, 3 a filtered query sorted by price, 4 a common word
- * with every facet, 5 Suggest, 6 all of them mixed.
+ * with every facet, 5 Suggest, 6 all of them mixed. Meanwhile a writer
+ * re-upserts W random products a second (default 20; each write empties the
+ * facet cache). --facet-cache sets es_config.facet_cache_entries (0: off).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -255,6 +257,45 @@ static void make_product(uint64_t seed, uint64_t i, es_doc *d, char *bufs, const
 	d->created = NOW - (int64_t)below(&r, 3 * 365) * 86400 - below(&r, 86400);
 }
 
+static double now_s(void);
+
+/* Re-upserts random products at a steady rate while queries run, as the
+ * catalog service does on every change: each write invalidates the facet
+ * cache and adds a tail document. */
+typedef struct {
+	es_index *ix;
+	uint64_t seed;
+	long n;
+	double per_sec;
+} writer_arg;
+
+static atomic_bool stop_writer;
+
+static void *writer(void *arg)
+{
+	writer_arg *w = arg;
+	char bufs[1600];
+	const char *cats[3];
+	es_attr attrs[4];
+	es_doc d;
+	uint64_t k = 0;
+	double next = now_s();
+	while (!atomic_load(&stop_writer)) {
+		uint64_t i = mix(w->seed * 31 + k++) % (uint64_t)w->n;
+		make_product(w->seed, i, &d, bufs, cats, attrs);
+		d.stock = (int64_t)(k % 50); /* a restock */
+		if (es_upsert(w->ix, &d) != ES_OK)
+			break;
+		next += 1.0 / w->per_sec;
+		double wait = next - now_s();
+		if (wait > 0) {
+			struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -426,6 +467,8 @@ int main(int argc, char **argv)
 	int threads = 16;
 	uint64_t seed = 1;
 	int only = -1;
+	long facet_cache = -1;
+	double writes = 20;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--products") == 0 && i + 1 < argc)
 			n = strtol(argv[++i], NULL, 10);
@@ -433,6 +476,10 @@ int main(int argc, char **argv)
 			duration = strtod(argv[++i], NULL);
 		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
 			threads = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--facet-cache") == 0 && i + 1 < argc)
+			facet_cache = strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--writes") == 0 && i + 1 < argc)
+			writes = strtod(argv[++i], NULL);
 		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
 			only = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
@@ -450,6 +497,8 @@ int main(int argc, char **argv)
 	es_config cfg;
 	es_config_default(&cfg);
 	cfg.reference_time = NOW;
+	if (facet_cache >= 0)
+		cfg.facet_cache_entries = (uint32_t)facet_cache;
 	es_index *ix = es_create(&cfg);
 	if (!ix)
 		return 1;
@@ -499,7 +548,11 @@ int main(int argc, char **argv)
 		es_result_free(&r);
 	}
 	int err = 0;
-	printf("%d threads:\n", threads);
+	writer_arg wa = {ix, seed, n, writes};
+	pthread_t wt;
+	if (writes > 0)
+		pthread_create(&wt, NULL, writer, &wa);
+	printf("%d threads (and %.0f product updates/s):\n", threads, writes);
 	for (int t = 0; t < NQ; t++)
 		if (only < 0 || only == t)
 			err |= measure(ix, t, threads, duration);
@@ -507,6 +560,13 @@ int main(int argc, char **argv)
 	for (int t = 0; t < NQ; t++)
 		if (only < 0 || only == t)
 			err |= measure(ix, t, 1, duration / 2);
+	atomic_store(&stop_writer, true);
+	if (writes > 0)
+		pthread_join(wt, NULL);
+	es_stats st2;
+	es_get_stats(ix, &st2);
+	printf("after: %" PRIu64 " products, %" PRIu64 " updated since es_optimize\n", st2.docs,
+	       st2.tail_docs);
 	es_destroy(ix);
 	return err ? 1 : 0;
 }

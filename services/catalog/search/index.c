@@ -458,11 +458,11 @@ static float field_tf(const es_config *c, uint32_t tf, uint32_t len, float ref)
 	return v < 1.0f ? v : 1.0f;
 }
 
-static void attach(es_index *ix, uint32_t id)
+static void attach(es_index *ix, uint32_t id, bool terms)
 {
 	doc_t *d = &ix->docs[id];
 	ix->frecs[id] = (frec){d->cats, d->price, d->store, d->ncat, d->nattr};
-	for (uint16_t i = 0; i < d->nterms; i++) {
+	for (uint16_t i = 0; terms && i < d->nterms; i++) {
 		term_t *t = &ix->lex.terms[d->terms[i]];
 		roaring_bitmap_add(t->docs, id);
 		if (d->tflags[i] & TF_TITLE)
@@ -702,7 +702,7 @@ int es_upsert(es_index *ix, const es_doc *in)
 	ix->ndocs++;
 	ix->live_count++;
 	ix->gen++;
-	attach(ix, id);
+	attach(ix, id, true);
 out:
 	pthread_rwlock_unlock(&ix->lock);
 	return rc;
@@ -725,6 +725,64 @@ int es_remove(es_index *ix, const char *pid)
 }
 
 /* ---- optimize ------------------------------------------------------- */
+
+/* Every term's postings at once: count, place each id in its term's run
+ * (ids ascending), then one add_many per bitmap — several times faster than
+ * one add per posting. False (nothing done) if the scratch does not fit. */
+static bool rebuild_postings(es_index *ix)
+{
+	uint32_t nt = ix->lex.nterms;
+	size_t *off = calloc((size_t)nt + 1, sizeof *off);
+	size_t *toff = calloc((size_t)nt + 1, sizeof *toff);
+	uint32_t *ids = NULL, *tids = NULL;
+	if (!off || !toff)
+		goto fail;
+	for (uint32_t id = 0; id < ix->ndocs; id++) {
+		const doc_t *d = &ix->docs[id];
+		for (uint16_t i = 0; i < d->nterms; i++) {
+			off[d->terms[i] + 1]++;
+			if (d->tflags[i] & TF_TITLE)
+				toff[d->terms[i] + 1]++;
+		}
+	}
+	for (uint32_t t = 0; t < nt; t++) {
+		off[t + 1] += off[t];
+		toff[t + 1] += toff[t];
+	}
+	ids = malloc((off[nt] ? off[nt] : 1) * sizeof *ids);
+	tids = malloc((toff[nt] ? toff[nt] : 1) * sizeof *tids);
+	if (!ids || !tids)
+		goto fail;
+	for (uint32_t id = 0; id < ix->ndocs; id++) {
+		const doc_t *d = &ix->docs[id];
+		for (uint16_t i = 0; i < d->nterms; i++) {
+			uint32_t t = d->terms[i];
+			ids[off[t]++] = id;
+			if (d->tflags[i] & TF_TITLE)
+				tids[toff[t]++] = id;
+			float imp = (float)d->imp[i] * ES_IMP_SCALE;
+			if (imp > ix->lex.terms[t].max_impact)
+				ix->lex.terms[t].max_impact = imp;
+		}
+	}
+	/* off[t] now ends term t's run, which starts where t-1's ended. */
+	for (uint32_t t = 0; t < nt; t++) {
+		size_t a = t ? off[t - 1] : 0, ta = t ? toff[t - 1] : 0;
+		roaring_bitmap_add_many(ix->lex.terms[t].docs, off[t] - a, ids + a);
+		roaring_bitmap_add_many(ix->lex.terms[t].title, toff[t] - ta, tids + ta);
+	}
+	free(off);
+	free(toff);
+	free(ids);
+	free(tids);
+	return true;
+fail:
+	free(off);
+	free(toff);
+	free(ids);
+	free(tids);
+	return false;
+}
 
 static int by_static(const void *a, const void *b)
 {
@@ -828,10 +886,11 @@ int es_optimize(es_index *ix)
 	clear_bcol(&ix->created);
 	clear_bcol(&ix->rating);
 	int rc = ES_OK;
+	bool bulk = rebuild_postings(ix);
 	for (uint32_t id = 0; id < n; id++) {
 		doc_t *d = &ix->docs[id];
 		strmap_set(&ix->pids, d->pid, strlen(d->pid), id);
-		attach(ix, id);
+		attach(ix, id, !bulk);
 		/* Every bucket a live document needs exists already. */
 		if (attach_buckets(ix, id) != ES_OK)
 			rc = ES_ENOMEM;
