@@ -146,8 +146,9 @@ int es_remove(es_index *ix, const char *product_id);
  * reused) and those "tail" documents are always scored in full.
  * es_optimize renumbers all live documents in static-score order and drops
  * tombstones. Call it after a bulk load and when stats.tail_docs grows
- * (say past 5% of the index); it holds the write lock for about a second
- * per million products.
+ * (say past 5% of the index); it holds the write lock for several seconds
+ * per million products (see README.md), so a service that cannot pause
+ * queries that long builds a second index and swaps.
  */
 int es_optimize(es_index *ix);
 
