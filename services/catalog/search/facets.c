@@ -174,9 +174,135 @@ out:
 	return rc;
 }
 
-int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *m, es_result *r,
-                      arena *a)
+void es_fc_free(tfacets *fc)
 {
+	if (!fc)
+		return;
+	free(fc->cc);
+	free(fc->sc);
+	free(fc->vc);
+	free(fc->kc);
+	free(fc);
+}
+
+static bool fit(uint32_t **arr, uint32_t *len, uint32_t need)
+{
+	if (need <= *len)
+		return true;
+	uint32_t n = need + need / 2 + 16;
+	uint32_t *na = realloc(*arr, n * sizeof *na);
+	if (!na)
+		return false;
+	memset(na + *len, 0, (n - *len) * sizeof *na);
+	*arr = na;
+	*len = n;
+	return true;
+}
+
+bool es_fc_apply(es_index *ix, tfacets *fc, uint32_t id, int delta)
+{
+	const frec *f = &ix->frecs[id];
+	if (!fit(&fc->cc, &fc->ncc, ix->ncats) || !fit(&fc->sc, &fc->nsc, ix->nstores) ||
+	    !fit(&fc->vc, &fc->nvc, ix->navals) || !fit(&fc->kc, &fc->nkc, ix->nakeys))
+		return false;
+	for (uint8_t i = 0; i < f->ncat; i++)
+		fc->cc[f->vals[i]] += (uint32_t)delta;
+	fc->sc[f->store] += (uint32_t)delta;
+	for (uint8_t i = 0; i < f->nattr; i++) {
+		uint32_t v = f->vals[f->ncat + i];
+		fc->vc[v] += (uint32_t)delta;
+		fc->kc[ix->avals[v].key] += (uint32_t)delta;
+	}
+	fc->pk[es_price_key(f->price)] += (uint32_t)delta;
+	return true;
+}
+
+static int widen(uint64_t *dst, const uint32_t *src, uint32_t nsrc, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		dst[i] = i < nsrc ? src[i] : 0;
+	return ES_OK;
+}
+
+/* Facets from a word's kept counts; only the price buckets' edges need the
+ * documents. */
+static int facets_from_fc(es_index *ix, const es_query *q, const roaring_bitmap_t *m,
+                          const tfacets *fc, es_result *r, arena *a)
+{
+	size_t nb = q->price_bound_count;
+	const int64_t *b = q->price_bounds;
+	uint32_t nmax = ix->ncats;
+	if (ix->nstores > nmax)
+		nmax = ix->nstores;
+	uint64_t *c64 = calloc(nmax + 1, sizeof *c64);
+	uint64_t *v64 = calloc(ix->navals + 1, sizeof *v64);
+	uint64_t *k64 = calloc(ix->nakeys + 1, sizeof *k64);
+	es_price_bucket *pb = nb ? arena_alloc(a, nb * sizeof *pb) : NULL;
+	int rc = ES_ENOMEM;
+	if (!c64 || !v64 || !k64 || (nb && !pb))
+		goto out;
+	widen(c64, fc->cc, fc->ncc, ix->ncats);
+	if ((rc = emit(&r->categories, &r->category_count, c64, ix->cats, ix->ncats, a)) != ES_OK)
+		goto out;
+	widen(c64, fc->sc, fc->nsc, ix->nstores);
+	if ((rc = emit(&r->stores, &r->store_count, c64, ix->stores, ix->nstores, a)) != ES_OK)
+		goto out;
+	widen(v64, fc->vc, fc->nvc, ix->navals);
+	widen(k64, fc->kc, fc->nkc, ix->nakeys);
+	if ((rc = emit_attrs(ix, q, v64, k64, r, a)) != ES_OK)
+		goto out;
+	for (size_t i = 0; i < nb; i++) {
+		pb[i].lo = b[i];
+		pb[i].hi = i + 1 < nb ? b[i + 1] : INT64_MAX;
+	}
+	r->price_buckets = pb;
+	r->price_bucket_count = nb;
+	int64_t kb[32];
+	for (size_t i = 0; i < nb; i++)
+		kb[i] = es_price_key(b[i]);
+	for (int64_t k = 0; k < ES_PRICE_KEYS && nb; k++) {
+		if (!fc->pk[k])
+			continue;
+		bool edge = false;
+		size_t f = 0;
+		for (size_t j = 0; j < nb; j++) {
+			if (kb[j] == k)
+				edge = true;
+			if (kb[j] < k)
+				f = j + 1;
+		}
+		if (!edge) {
+			if (f > 0)
+				pb[f - 1].count += fc->pk[k];
+			continue;
+		}
+		/* A bound inside this bucket: its matching documents one by one. */
+		const bcol *col = &ix->price;
+		for (uint32_t i = 0; i < col->n; i++) {
+			if (col->b[i].key != k)
+				continue;
+			roaring_bitmap_t *x = roaring_bitmap_and(m, col->b[i].bm);
+			if (!x) {
+				rc = ES_ENOMEM;
+				goto out;
+			}
+			FOR_EACH_MATCH(x, id, classify(b, nb, pb, ix->frecs[id].price));
+			bm_free(x);
+		}
+	}
+	rc = ES_OK;
+out:
+	free(c64);
+	free(v64);
+	free(k64);
+	return rc;
+}
+
+int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *m, const tfacets *fc,
+                      es_result *r, arena *a)
+{
+	if (fc)
+		return facets_from_fc(ix, q, m, fc, r, a);
 	uint64_t total = roaring_bitmap_get_cardinality(m);
 	size_t nb = q->price_bound_count;
 	const int64_t *b = q->price_bounds;

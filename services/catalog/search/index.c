@@ -464,6 +464,11 @@ static void attach(es_index *ix, uint32_t id, bool terms)
 	ix->frecs[id] = (frec){d->cats, d->price, d->store, d->ncat, d->nattr};
 	for (uint16_t i = 0; terms && i < d->nterms; i++) {
 		term_t *t = &ix->lex.terms[d->terms[i]];
+		if (t->fc && !es_fc_apply(ix, t->fc, id, 1)) {
+			/* Out of memory: the word's queries pass over documents again. */
+			es_fc_free(t->fc);
+			t->fc = NULL;
+		}
 		roaring_bitmap_add(t->docs, id);
 		if (d->tflags[i] & TF_TITLE)
 			roaring_bitmap_add(t->title, id);
@@ -505,6 +510,10 @@ static void detach(es_index *ix, uint32_t id, bool unmap)
 	doc_t *d = &ix->docs[id];
 	for (uint16_t i = 0; i < d->nterms; i++) {
 		term_t *t = &ix->lex.terms[d->terms[i]];
+		if (t->fc && !es_fc_apply(ix, t->fc, id, -1)) {
+			es_fc_free(t->fc);
+			t->fc = NULL;
+		}
 		roaring_bitmap_remove(t->docs, id);
 		if (d->tflags[i] & TF_TITLE)
 			roaring_bitmap_remove(t->title, id);
@@ -871,6 +880,8 @@ int es_optimize(es_index *ix)
 		roaring_bitmap_clear(ix->lex.terms[t].docs);
 		roaring_bitmap_clear(ix->lex.terms[t].title);
 		ix->lex.terms[t].max_impact = 0.0f;
+		es_fc_free(ix->lex.terms[t].fc);
+		ix->lex.terms[t].fc = NULL;
 	}
 	for (uint32_t i = 0; i < ix->nstores; i++)
 		roaring_bitmap_clear(ix->stores[i].bm);
@@ -894,6 +905,27 @@ int es_optimize(es_index *ix)
 		/* Every bucket a live document needs exists already. */
 		if (attach_buckets(ix, id) != ES_OK)
 			rc = ES_ENOMEM;
+	}
+	/* Kept facet counts for the words in 1/64 of the index or more. */
+	for (uint32_t t = 0; t < ix->lex.nterms; t++) {
+		term_t *tm = &ix->lex.terms[t];
+		uint64_t df = roaring_bitmap_get_cardinality(tm->docs);
+		if (df < 64 || df * 64 < n)
+			continue;
+		tm->fc = calloc(1, sizeof *tm->fc);
+		if (!tm->fc)
+			continue;
+		roaring_uint32_iterator_t it;
+		roaring_init_iterator(tm->docs, &it);
+		uint32_t buf[256], got;
+		bool ok = true;
+		while (ok && (got = roaring_read_uint32_iterator(&it, buf, 256)) > 0)
+			for (uint32_t j = 0; ok && j < got; j++)
+				ok = es_fc_apply(ix, tm->fc, buf[j], 1);
+		if (!ok) {
+			es_fc_free(tm->fc);
+			tm->fc = NULL;
+		}
 	}
 	drop_empty_buckets(&ix->price);
 	drop_empty_buckets(&ix->created);
@@ -954,6 +986,12 @@ void es_get_stats(es_index *ix, es_stats *out)
 	for (uint32_t i = 0; i < ix->navals; i++)
 		m += es_bitmap_memory(ix->avals[i].bm);
 	m += es_bitmap_memory(ix->live) + es_bitmap_memory(ix->instock);
+	for (uint32_t t = 0; t < ix->lex.nterms; t++) {
+		const tfacets *fc = ix->lex.terms[t].fc;
+		if (fc)
+			m += es_heap_size(fc) + es_heap_size(fc->cc) + es_heap_size(fc->sc) +
+			     es_heap_size(fc->vc) + es_heap_size(fc->kc);
+	}
 	pthread_mutex_lock(&ix->cache_lock);
 	m += es_heap_size(ix->cache);
 	for (uint32_t i = 0; ix->cache && i < ix->cfg.facet_cache_entries; i++)

@@ -50,9 +50,21 @@ size_t es_bitmap_memory(const roaring_bitmap_t *b);
 
 /* ---- lexicon.c ------------------------------------------------------ */
 
+/* Facet counts of every product having one word, kept current by every
+ * write, for the words in at least 1/64 of the index (chosen by
+ * es_optimize): a query of that word alone, without filters, reads its
+ * facets here instead of passing over a large share of the index. */
+#define ES_PRICE_KEYS 1024
+typedef struct {
+	uint32_t *cc, *sc, *vc, *kc; /* per category, store, attribute value, key */
+	uint32_t ncc, nsc, nvc, nkc; /* their lengths */
+	uint32_t pk[ES_PRICE_KEYS];  /* per price bucket key (es_price_key) */
+} tfacets;
+
 typedef struct {
 	char *s; /* owned by the term map */
 	uint16_t len;
+	tfacets *fc;             /* NULL for most words */
 	float max_impact;        /* an upper bound: never lowered until es_optimize */
 	roaring_bitmap_t *docs;  /* documents with the word in any field */
 	roaring_bitmap_t *title; /* documents with the word in the title */
@@ -232,8 +244,12 @@ double es_doc_sort_key(const doc_t *d, es_sort s);
 
 /* ---- facets.c ------------------------------------------------------- */
 
-int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *match, es_result *r,
-                      arena *a);
+/* fc: the word's kept counts when match is exactly that word's products. */
+int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *match,
+                      const tfacets *fc, es_result *r, arena *a);
+/* Adds delta times product id to fc; false (fc unchanged) on ENOMEM. */
+bool es_fc_apply(es_index *ix, tfacets *fc, uint32_t id, int delta);
+void es_fc_free(tfacets *fc);
 /* Copies the facet fields of src into dst, allocating from a. */
 int es_copy_facets(es_result *dst, const es_result *src, arena *a);
 

@@ -19,6 +19,7 @@ void lex_free(lexicon *lx)
 	for (uint32_t i = 0; i < lx->nterms; i++) {
 		bm_free(lx->terms[i].docs);
 		bm_free(lx->terms[i].title);
+		es_fc_free(lx->terms[i].fc);
 	}
 	for (uint32_t i = 0; i < lx->ndlists; i++)
 		free(lx->dlists[i].ids);
