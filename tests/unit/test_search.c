@@ -447,6 +447,67 @@ static void test_paging(void **state)
 			}
 }
 
+/* Relevance pages stay stable while products with the same words arrive:
+ * their document frequency, so the idf, changes between pages, and the
+ * cursor carries the first page's. */
+static void test_paging_relevance_with_inserts(void **state)
+{
+	(void)state;
+	const char *queries[] = {"headphones", "wireless", "black headphones", "hedphones"};
+	for (size_t qi = 0; qi < 4; qi++) {
+		es_index *ix = make_index();
+		char all[4096];
+		strcpy(all, sorted_ids(ix, text(queries[qi])));
+		es_query q = text(queries[qi]);
+		/* Two a page and one new match a page: the walk ends. */
+		q.page_size = 2;
+		uint8_t cur[512];
+		char seen[4096] = "";
+		bool ended = false;
+		for (int page = 0; page < 60 && !ended; page++) {
+			es_result r;
+			assert_int_equal(es_search(ix, &q, &r), ES_OK);
+			for (size_t i = 0; i < r.hit_count; i++)
+				if (r.hits[i].product_id[0] == 'p') {
+					assert_null(strstr(seen, r.hits[i].product_id));
+					strcat(seen, r.hits[i].product_id);
+				}
+			bool more = r.next_cursor != NULL;
+			if (more) {
+				memcpy(cur, r.next_cursor, r.next_cursor_len);
+				q.cursor = cur;
+				q.cursor_len = r.next_cursor_len;
+			}
+			es_result_free(&r);
+			if (!more) {
+				ended = true;
+				break;
+			}
+			for (int k = page % 5; k == page % 5; k++) {
+				char id[16], title[64];
+				snprintf(id, sizeof id, "x%d-%d", page, k);
+				snprintf(title, sizeof title, "%s headphones black wireless %d",
+					 k % 2 ? "Great" : "Cheap", k);
+				es_doc d = {.product_id = id,
+					    .store_id = "s5",
+					    .title = title,
+					    .price = 100 * k,
+					    .currency = "EUR",
+					    .rating = k,
+					    .rating_count = (uint32_t)(page * 7 + k),
+					    .created = T0};
+				assert_int_equal(es_upsert(ix, &d), ES_OK);
+			}
+		}
+		assert_true(ended);
+		/* Every product of the catalog that matched at the start, once. */
+		for (char *t = strtok(all, ","); t; t = strtok(NULL, ","))
+			if (!strstr(seen, t))
+				fail_msg("'%s': %s not seen (seen %s)", queries[qi], t, seen);
+		es_destroy(ix);
+	}
+}
+
 static void test_facets(void **state)
 {
 	(void)state;
@@ -549,6 +610,26 @@ static void test_upsert_remove(void **state)
 	es_get_stats(ix, &st);
 	assert_int_equal(st.docs, NCAT);
 	assert_true(st.memory_bytes > 0);
+	/* Memory is counted: more products, more bytes. */
+	uint64_t before_mem = st.memory_bytes;
+	for (int i = 0; i < 200; i++) {
+		char id[16], title[64];
+		snprintf(id, sizeof id, "m%03d", i);
+		snprintf(title, sizeof title, "Filler product number %d", i);
+		es_doc fd = {.product_id = id, .store_id = "s1", .title = title,
+			     .currency = "EUR", .created = T0};
+		assert_int_equal(es_upsert(ix, &fd), ES_OK);
+	}
+	es_get_stats(ix, &st);
+	assert_true(st.memory_bytes > before_mem + 200 * 32);
+	for (int i = 0; i < 200; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "m%03d", i);
+		assert_int_equal(es_remove(ix, id), ES_OK);
+	}
+	assert_int_equal(es_optimize(ix), ES_OK);
+	es_get_stats(ix, &st);
+	assert_int_equal(st.tombstones, 0);
 	/* Replace p06: new title, new store, new price. */
 	es_doc d;
 	const char *cats[3];
@@ -723,6 +804,7 @@ int main(void)
 		cmocka_unit_test(test_tokenize),	  cmocka_unit_test(test_exact_prefix_typo),
 		cmocka_unit_test(test_multiword_and), cmocka_unit_test(test_filters),
 		cmocka_unit_test(test_sorts),	  cmocka_unit_test(test_paging),
+		cmocka_unit_test(test_paging_relevance_with_inserts),
 		cmocka_unit_test(test_facets),	  cmocka_unit_test(test_upsert_remove),
 		cmocka_unit_test(test_bad_cursor),	  cmocka_unit_test(test_suggest),
 	};
