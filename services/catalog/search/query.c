@@ -23,6 +23,7 @@ typedef struct {
 	roaring_bitmap_t *bm; /* union of the variants' documents */
 	bool owned;
 	double idf, ub;
+	size_t pos; /* as typed: the cursor keeps idf in this order */
 } qterm;
 
 typedef struct {
@@ -35,10 +36,11 @@ static bool add_word(const char *w, size_t n, void *arg)
 	qwords *q = arg;
 	if (q->n == ES_MAX_QUERY_TERMS)
 		return false;
-	qterm *t = &q->t[q->n++];
+	qterm *t = &q->t[q->n];
 	memset(t, 0, sizeof *t);
 	memcpy(t->word, w, n);
 	t->len = n;
+	t->pos = q->n++;
 	return true;
 }
 
@@ -720,25 +722,10 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 	for (size_t i = 0; i < w.n; i++) {
 		qterm *t = &w.t[i];
 		if (has_cur && q->sort == ES_SORT_RELEVANCE) {
-			/* The cursor holds them in the words' typed order; reordering above
-			 * kept the word text, so find each by position in the original. */
-			t->idf = 0;
+			t->idf = cur.idf[t->pos];
 		} else {
 			double df = (double)roaring_bitmap_get_cardinality(t->bm);
 			t->idf = (float)log(1.0 + (N - df + 0.5) / (df + 0.5));
-		}
-	}
-	if (has_cur && q->sort == ES_SORT_RELEVANCE) {
-		qwords orig = {.n = 0};
-		es_tokenize(q->text, add_word, &orig);
-		for (size_t i = 0; i < w.n; i++) {
-			/* Equal words get equal idf, so the first equal one will do. */
-			for (size_t j = 0; j < orig.n; j++)
-				if (orig.t[j].len == w.t[i].len &&
-				    memcmp(orig.t[j].word, w.t[i].word, w.t[i].len) == 0) {
-					w.t[i].idf = cur.idf[j];
-					break;
-				}
 		}
 	}
 	for (size_t i = 0; i < w.n; i++) {
@@ -803,18 +790,9 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 			cursor_t nc = {.key = out[page - 1].key};
 			strcpy(nc.pid, ix->docs[out[page - 1].id].pid);
 			if (q->sort == ES_SORT_RELEVANCE) {
-				/* In the typed order of the words. */
-				qwords orig = {.n = 0};
-				es_tokenize(q->text, add_word, &orig);
-				nc.nidf = (uint32_t)orig.n;
-				for (size_t j = 0; j < orig.n; j++)
-					for (size_t i = 0; i < w.n; i++)
-						if (orig.t[j].len == w.t[i].len &&
-						    memcmp(orig.t[j].word, w.t[i].word,
-						           w.t[i].len) == 0) {
-							nc.idf[j] = (float)w.t[i].idf;
-							break;
-						}
+				nc.nidf = (uint32_t)w.n;
+				for (size_t i = 0; i < w.n; i++)
+					nc.idf[w.t[i].pos] = (float)w.t[i].idf;
 			}
 			r->next_cursor = arena_alloc(ra, CURSOR_MAX);
 			if (!r->next_cursor)
