@@ -12,6 +12,7 @@
 #include <sys/random.h>
 
 #include "grpc/health/v1/health.rpc.h"
+#include "clientaddr.h"
 #include "httpstatus.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -50,6 +51,7 @@ typedef struct reply_ctx {
 	const char *cors_origin;    /* the allowed Origin to echo, or NULL */
 	char method[16];
 	char path[160];             /* for the log line, cut short */
+	char client[64];            /* the client's address (clientaddr.h) */
 	long long start_ns;
 	long long deadline_ns;      /* of the backend call (rpc_now_ns clock) */
 	int route;                  /* metrics label, edge_metrics_route */
@@ -105,6 +107,7 @@ static void access_log(const reply_ctx *rc, int status, size_t bytes)
 			{ "protocol", edge_http_version(rc->req) == 20 ? "HTTP/2" : "HTTP/1.1", 0 },
 			{ "scheme", edge_http_tls(rc->req) ? "https" : "http", 0 },
 			{ "peer", edge_http_peer(rc->req), 0 },
+			{ "client", rc->client, 0 },
 			{ "user_agent", agent, 0 },
 		};
 
@@ -160,6 +163,20 @@ static void respond_error(reply_ctx *rc, int code, const char *message,
 }
 
 /* ---- request pieces ------------------------------------------------------------ */
+
+/* "127.0.0.1" from "127.0.0.1:50342", "::1" from "[::1]:50342": the port
+ * changes with every connection, the address is the client. */
+static void peer_address(const char *peer, char *out, size_t cap)
+{
+	const char *end = strrchr(peer, ':');
+	size_t n = end ? (size_t)(end - peer) : strlen(peer);
+
+	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']') {
+		peer++;
+		n -= 2;
+	}
+	snprintf(out, cap, "%.*s", (int)n, peer);
+}
 
 /* The client's X-Request-Id when it is short and plain, else a new one:
  * it goes into logs and metadata, so nothing else gets through. */
@@ -499,19 +516,6 @@ static bool is_login_route(const rpc_http_route *route)
 	       strcmp(route->method->path, "/estore.auth.v1.AuthService/Register") == 0;
 }
 
-/* "ip:<address>" from "127.0.0.1:50342" / "[::1]:50342": the port
- * changes with every connection, the address is the client. */
-static void address_key(const char *peer, char *out, size_t cap)
-{
-	const char *end = strrchr(peer, ':');
-	size_t n = end ? (size_t)(end - peer) : strlen(peer);
-
-	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']') {
-		peer++;
-		n -= 2;
-	}
-	snprintf(out, cap, "ip:%.*s", (int)n, peer);
-}
 
 static void auth_done(void *user, rpc_code code, const char *reason,
 		      const char *subject);
@@ -701,7 +705,9 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 	if ((auth && rpc_metadata_add(&c->md, "authorization", auth,
 				      strlen(auth)) != 0) ||
 	    rpc_metadata_add(&c->md, "x-request-id", rc->request_id,
-			     strlen(rc->request_id)) != 0) {
+			     strlen(rc->request_id)) != 0 ||
+	    rpc_metadata_add(&c->md, "x-forwarded-for", rc->client,
+			     strlen(rc->client)) != 0) {
 		call_free(c);
 		respond_error(rc, RPC_INVALID_ARGUMENT,
 			      "the Authorization header is not valid metadata", NULL, 0);
@@ -718,7 +724,7 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 	if (c->login || token == NULL) {
 		char key[RL_KEY_MAX];
 
-		address_key(edge_http_peer(rc->req), key, sizeof(key));
+		snprintf(key, sizeof(key), "ip:%s", rc->client);
 		c->token = token;
 		c->token_len = token_len;
 		limit(c, key, c->login ? g->cfg.rate_login_per_min :
@@ -870,6 +876,14 @@ void edge_gateway_handle(edge_http_request *req, void *gateway)
 	edge_metrics_request_started(g->metrics);
 	rc.route = edge_metrics_own_route(g->metrics, EDGE_ROUTE_UNROUTED);
 	request_id(req, rc.request_id);
+	{
+		char peer[64];
+
+		peer_address(edge_http_peer(req), peer, sizeof(peer));
+		edge_client_address(g->cfg.trusted_proxies, peer,
+				    edge_http_header(req, "x-forwarded-for"),
+				    rc.client, sizeof(rc.client));
+	}
 	rc.cors_origin = allowed_origin(g, edge_http_header(req, "origin"));
 	snprintf(rc.method, sizeof(rc.method), "%s", method);
 	snprintf(rc.path, sizeof(rc.path), "%.*s", (int)(plen < 150 ? plen : 150), path);

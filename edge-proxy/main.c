@@ -18,6 +18,7 @@
 #include "estore/catalog/v1/catalog.rpc.h"
 #include "estore/token/v1/token.rpc.h"
 #include "auth.h"
+#include "clientaddr.h"
 #include "gateway.h"
 #include "http.h"
 #include "ratelimit.h"
@@ -65,6 +66,7 @@ struct config {
 	long long rate_login;
 	long long rate_account;
 	long long rate_anon;
+	char *trusted_proxies;
 	char *tls_cert_file;
 	char *tls_key_file;
 	bool tls_required;
@@ -141,6 +143,10 @@ static const cfg_var config_vars[] = {
 	{ "EDGE_RATE_ANON_PER_MIN", CFG_INT, F(rate_anon), "300", 0, 1000000,
 	  false, "requests without a token a client address may make a minute "
 	  "(burst the same; 0 = no limit)" },
+	{ "EDGE_TRUSTED_PROXIES", CFG_STRING, F(trusted_proxies), "", 0, 0,
+	  false, "comma-separated networks of proxies in front of the edge "
+	  "(10.0.0.0/8, ...) whose X-Forwarded-For names the client "
+	  "(empty = the TCP peer is the client)" },
 	{ "EDGE_TLS_CERT_FILE", CFG_STRING, F(tls_cert_file), "", 0, 0, false,
 	  "PEM certificate chain: TLS (h2 or HTTP/1.1 by ALPN) on EDGE_PORT "
 	  "beside cleartext (empty = no TLS)" },
@@ -221,6 +227,7 @@ int main(void)
 	edge_gateway *gw = NULL;
 	edge_http_server *http = NULL;
 	struct app app = { 0 };
+	edge_cidrs *proxies = NULL;
 	/* Per HTTP loop: account, auth, token, catalog. */
 	rpc_channel **on_loops[N_BACKENDS] = { NULL };
 	size_t n_loops = 0;
@@ -298,6 +305,12 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "rate limits: %s", err);
 		goto out;
 	}
+	proxies = edge_cidrs_parse(cfg.trusted_proxies, err, sizeof(err));
+	if (proxies == NULL) {
+		rpc_log(RPC_LOG_ERROR, "main", "EDGE_TRUSTED_PROXIES: %s", err);
+		rc = 2;
+		goto out;
+	}
 	edge_http_config_defaults(&hc);
 	hc.host = cfg.listen_host;
 	hc.port = (int)cfg.port;
@@ -355,6 +368,7 @@ int main(void)
 		gc.rate_login_per_min = cfg.rate_login;
 		gc.rate_account_per_min = cfg.rate_account;
 		gc.rate_anon_per_min = cfg.rate_anon;
+		gc.trusted_proxies = proxies;
 		gw = edge_gateway_new(&gc, backends,
 				      sizeof(backends) / sizeof(backends[0]),
 				      err, sizeof(err));
@@ -389,6 +403,7 @@ out:
 	edge_http_server_free(http);
 	edge_auth_free(tokens);
 	edge_rl_free(limits);
+	edge_cidrs_free(proxies);
 	rpc_channel_free(account);
 	rpc_channel_free(auth);
 	rpc_channel_free(token);

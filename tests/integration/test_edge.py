@@ -664,6 +664,50 @@ class EdgeRateLimitTest(EdgeCase):
             time.sleep(0.05)
 
 
+class EdgeTrustedProxyTest(EdgeCase):
+    """Behind a proxy, X-Forwarded-For names the client: from trusted
+    peers only (EDGE_TRUSTED_PROXIES), and it keys the address limits."""
+
+    EDGE_ENV = dict(EdgeCase.EDGE_ENV,
+                    EDGE_RATE_LOGIN_PER_MIN="2",
+                    EDGE_TRUSTED_PROXIES="127.0.0.1/32, 10.0.0.0/8")
+
+    def login(self, source, xff=None):
+        return self.call("POST", "/v1/auth/login",
+                         {"email": "xff-%s@example.com" % uuid.uuid4().hex[:12],
+                          "password": "not the password"}, source=source,
+                         headers={"X-Forwarded-For": xff} if xff else None)
+
+    def test_forwarded_client_gets_its_own_bucket(self):
+        for _ in range(2):
+            self.assertEqual(self.login("127.0.0.1", "203.0.113.7")[0], 401)
+        self.assertEqual(self.login("127.0.0.1", "203.0.113.7")[0], 429)
+        # Another client behind the same proxy, and a trusted hop after it.
+        self.assertEqual(self.login("127.0.0.1", "203.0.113.8")[0], 401)
+        self.assertEqual(self.login("127.0.0.1", "203.0.113.7, 10.1.2.3")[0], 429)
+        # What the client itself wrote first does not count.
+        self.assertEqual(self.login("127.0.0.1", "198.51.100.1, 203.0.113.7")[0], 429)
+
+    def test_header_from_an_untrusted_peer_is_ignored(self):
+        for i in range(2):
+            self.assertEqual(self.login("127.0.0.21", "203.0.113.%d" % (50 + i))[0], 401)
+        self.assertEqual(self.login("127.0.0.21", "203.0.113.99")[0], 429)
+
+    def test_access_log_names_the_client(self):
+        rid = "xff-" + uuid.uuid4().hex[:16]
+        self.call("GET", "/healthz", headers={"X-Request-Id": rid,
+                                              "X-Forwarded-For": "192.0.2.55"})
+        deadline, line = time.monotonic() + 5, None
+        while line is None and time.monotonic() < deadline:
+            for text in self.stack.log(fixture.EDGE).splitlines():
+                if rid in text and '"component":"access"' in text:
+                    line = json.loads(text)
+            time.sleep(0.05)
+        self.assertIsNotNone(line)
+        self.assertEqual(line["client"], "192.0.2.55")
+        self.assertTrue(line["peer"].startswith("127.0.0.1:"))
+
+
 class EdgeRateLeaseTest(EdgeCase):
     """Busy keys take tokens from Redis a few at a time (ratelimit.c's
     leases): fewer round trips, never more than the limit."""
