@@ -12,7 +12,7 @@
 #include <sys/random.h>
 
 #include "grpc/health/v1/health.rpc.h"
-#include "clientaddr.h"
+#include "services/common/clientaddr.h"
 #include "httpstatus.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -880,7 +880,7 @@ void edge_gateway_handle(edge_http_request *req, void *gateway)
 		char peer[64];
 
 		peer_address(edge_http_peer(req), peer, sizeof(peer));
-		edge_client_address(g->cfg.trusted_proxies, peer,
+		client_address(g->cfg.trusted_proxies, peer,
 				    edge_http_header(req, "x-forwarded-for"),
 				    rc.client, sizeof(rc.client));
 	}

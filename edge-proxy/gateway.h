@@ -72,7 +72,7 @@ typedef struct edge_gateway_config {
 	 * X-Forwarded-For names the client (clientaddr.h), which keys the
 	 * address limits, is logged and goes to the services as metadata
 	 * x-forwarded-for. From anyone else the header is ignored. */
-	const struct edge_cidrs *trusted_proxies;
+	const struct trusted_nets *trusted_proxies;
 	long long rate_login_per_min;
 	long long rate_account_per_min;
 	long long rate_anon_per_min;

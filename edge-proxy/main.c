@@ -18,7 +18,7 @@
 #include "estore/catalog/v1/catalog.rpc.h"
 #include "estore/token/v1/token.rpc.h"
 #include "auth.h"
-#include "clientaddr.h"
+#include "services/common/clientaddr.h"
 #include "gateway.h"
 #include "http.h"
 #include "ratelimit.h"
@@ -227,7 +227,7 @@ int main(void)
 	edge_gateway *gw = NULL;
 	edge_http_server *http = NULL;
 	struct app app = { 0 };
-	edge_cidrs *proxies = NULL;
+	trusted_nets *proxies = NULL;
 	/* Per HTTP loop: account, auth, token, catalog. */
 	rpc_channel **on_loops[N_BACKENDS] = { NULL };
 	size_t n_loops = 0;
@@ -305,7 +305,7 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "rate limits: %s", err);
 		goto out;
 	}
-	proxies = edge_cidrs_parse(cfg.trusted_proxies, err, sizeof(err));
+	proxies = trusted_nets_parse(cfg.trusted_proxies, err, sizeof(err));
 	if (proxies == NULL) {
 		rpc_log(RPC_LOG_ERROR, "main", "EDGE_TRUSTED_PROXIES: %s", err);
 		rc = 2;
@@ -403,7 +403,7 @@ out:
 	edge_http_server_free(http);
 	edge_auth_free(tokens);
 	edge_rl_free(limits);
-	edge_cidrs_free(proxies);
+	trusted_nets_free(proxies);
 	rpc_channel_free(account);
 	rpc_channel_free(auth);
 	rpc_channel_free(token);

@@ -99,6 +99,9 @@ _stack_config() {
 	export REDIS_HOST=${REDIS_HOST:-127.0.0.1} REDIS_PORT=${REDIS_PORT:-16379}
 	export LISTEN_HOST=${LISTEN_HOST:-127.0.0.1}
 	export LOG_LEVEL=${LOG_LEVEL:-info}
+	# Everything runs on this machine: auth believes the edge (a local
+	# caller) about who the client is, for its per-address throttle.
+	export AUTH_TRUSTED_PROXIES=${AUTH_TRUSTED_PROXIES:-127.0.0.1/32,::1/128}
 	export TOKEN_KEY_DIR=${TOKEN_KEY_DIR:-$_stack_state/keys}
 	local s
 	for s in "${_stack_services[@]}"; do

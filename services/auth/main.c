@@ -25,6 +25,7 @@
 #include "services/common/authn.h"
 #include "services/common/config.h"
 #include "services/common/deps.h"
+#include "services/common/clientaddr.h"
 #include "services/common/metrics_http.h"
 #include "services/common/redis.h"
 #include "throttle.h"
@@ -60,6 +61,7 @@ struct config {
 	long long max_failures;
 	long long ip_max_failures;
 	long long backoff_base_ms;
+	char *trusted_proxies;
 };
 
 #define F(field) offsetof(struct config, field)
@@ -111,6 +113,10 @@ static const cfg_var config_vars[] = {
 	  1000000, false, "failed logins per client address before back-off" },
 	{ "AUTH_LOGIN_BACKOFF_BASE_MS", CFG_INT, F(backoff_base_ms), "1000", 1,
 	  900000, false, "first back-off delay; doubles with each failure" },
+	{ "AUTH_TRUSTED_PROXIES", CFG_STRING, F(trusted_proxies), "", 0, 0,
+	  false, "comma-separated networks of callers (the edge) whose "
+	  "x-forwarded-for names the client for the per-address throttle "
+	  "(empty = the caller is the client)" },
 };
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -174,6 +180,7 @@ int main(void)
 	auth_service *svc = NULL;
 	deps_watch *watch = NULL;
 	svc_metrics *metrics = NULL;
+	trusted_nets *proxies = NULL;
 	char err[512], addr[300], account_addr[300], token_addr[300];
 	int rc = 1, lidx;
 
@@ -230,6 +237,12 @@ int main(void)
 			cl == NULL ? "the service channels" : "the Redis pool");
 		goto out;
 	}
+	proxies = trusted_nets_parse(cfg.trusted_proxies, err, sizeof(err));
+	if (proxies == NULL) {
+		rpc_log(RPC_LOG_ERROR, "main", "AUTH_TRUSTED_PROXIES: %s", err);
+		rc = 2;
+		goto out;
+	}
 	/* One argon2 run here (the dummy hash): also proves at start that
 	 * the configured parameters work on this machine. */
 	svc = auth_service_new(&(auth_service_config){
@@ -240,6 +253,7 @@ int main(void)
 		},
 		.max_concurrent_hashes = (int)cfg.max_hashes,
 		.hash_wait_ms = HASH_WAIT_MS,
+		.trusted_proxies = proxies,
 	}, cl, th, deny);
 	if (svc == NULL) {
 		rpc_log(RPC_LOG_ERROR, "main",
@@ -315,6 +329,7 @@ out:
 	rds_pool_free(redis);
 	clients_free(cl);
 	pw_denylist_free(deny);
+	trusted_nets_free(proxies);
 out_cfg:
 	cfg_free(config_vars, N_VARS, &cfg);
 	return rc;

@@ -14,6 +14,7 @@
 #include "estore/auth/v1/auth.rpc.h"
 #include "rpc/log.h"
 #include "rpc/loop.h"
+#include "services/common/clientaddr.h"
 
 /* Input limits checked before anything else: far above any legitimate
  * value, low enough that nobody makes us hash or forward megabytes. An
@@ -480,9 +481,16 @@ static int verify_password(auth_service *s, rpc_ctx *ctx, const char *stored,
 }
 
 /* The client address of the call, for the per-address counter. */
-static void peer_ip(rpc_ctx *ctx, char *out, size_t cap)
+static void peer_ip(auth_service *s, rpc_ctx *ctx, char *out, size_t cap)
 {
-	throttle_peer_address(rpc_ctx_peer(ctx), out, cap);
+	char peer[64];
+	size_t len = 0;
+	const char *xff = rpc_ctx_metadata_get(ctx, "x-forwarded-for", &len);
+
+	throttle_peer_address(rpc_ctx_peer(ctx), peer, sizeof(peer));
+	/* Behind the edge every login comes from the edge's address: the
+	 * client it names counts, if it is one we trust to say so. */
+	client_address(s->cfg.trusted_proxies, peer, xff, out, cap);
 }
 
 static void record_failure(auth_service *s, const char *email, const char *ip)
@@ -531,7 +539,7 @@ static rpc_code do_login(rpc_ctx *ctx, const Estore__Auth__V1__LoginRequest *in,
 
 	/* Throttle before any lookup or hashing: a throttled guess costs us
 	 * one Redis round trip. */
-	peer_ip(ctx, ip, sizeof(ip));
+	peer_ip(s, ctx, ip, sizeof(ip));
 	code = throttle_check(s->th, in->email, ip, &wait_s, &failures);
 	if (code == RPC_RESOURCE_EXHAUSTED)
 		return throttled(ctx, wait_s);
@@ -728,7 +736,7 @@ static rpc_code do_change_password(rpc_ctx *ctx,
 	}
 	rpc_status_dispose(&st);
 
-	peer_ip(ctx, ip, sizeof(ip));
+	peer_ip(s, ctx, ip, sizeof(ip));
 	code = throttle_check(s->th, me->email, ip, &wait_s, NULL);
 	if (code == RPC_RESOURCE_EXHAUSTED) {
 		code = throttled(ctx, wait_s);

@@ -32,6 +32,10 @@ typedef struct auth_service_config {
 	pw_params params;              /* for new hashes and rehash decisions */
 	int max_concurrent_hashes;     /* AUTH_MAX_CONCURRENT_HASHES */
 	long long hash_wait_ms;        /* longest wait for a hashing slot */
+	/* Callers whose x-forwarded-for metadata names the client for the
+	 * per-address throttle (AUTH_TRUSTED_PROXIES: the edge's network);
+	 * borrowed, NULL = none, the gRPC peer is the client. */
+	const struct trusted_nets *trusted_proxies;
 } auth_service_config;
 
 /*

@@ -708,6 +708,31 @@ class EdgeTrustedProxyTest(EdgeCase):
         self.assertTrue(line["peer"].startswith("127.0.0.1:"))
 
 
+class AuthBehindEdgeTest(EdgeCase):
+    """estore-auth's per-address login throttle behind the edge: the edge
+    names the client (x-forwarded-for), auth believes its trusted callers
+    only (AUTH_TRUSTED_PROXIES), so one client's failures do not lock out
+    everyone who comes through the same edge."""
+
+    SERVICE_ENV = {"auth": {"AUTH_LOGIN_IP_MAX_FAILURES": "3",
+                            "AUTH_TRUSTED_PROXIES": "127.0.0.0/8"}}
+
+    def failed_login(self, source):
+        return self.call("POST", "/v1/auth/login",
+                         {"email": "nobody-%s@example.com" % uuid.uuid4().hex[:12],
+                          "password": "not the password"}, source=source)
+
+    def test_throttle_counts_the_client_not_the_edge(self):
+        for i in range(3):
+            st, _, _, raw = self.failed_login("127.0.0.31")
+            self.assertEqual(st, 401, "attempt %d: %r" % (i + 1, raw))
+        got = self.failed_login("127.0.0.31")
+        self.assertEqual(got[0], 429, got[3])
+        self.assertIn("retry-after", got[1])
+        # Another client through the same edge is not locked out.
+        self.assertEqual(self.failed_login("127.0.0.32")[0], 401)
+
+
 class EdgeRateLeaseTest(EdgeCase):
     """Busy keys take tokens from Redis a few at a time (ratelimit.c's
     leases): fewer round trips, never more than the limit."""

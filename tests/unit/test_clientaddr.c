@@ -10,12 +10,12 @@
 
 #include <cmocka.h>
 
-#include "edge-proxy/clientaddr.h"
+#include "services/common/clientaddr.h"
 
-static edge_cidrs *parse(const char *list)
+static trusted_nets *parse(const char *list)
 {
 	char err[200];
-	edge_cidrs *c = edge_cidrs_parse(list, err, sizeof(err));
+	trusted_nets *c = trusted_nets_parse(list, err, sizeof(err));
 
 	if (c == NULL)
 		fail_msg("%s: %s", list, err);
@@ -24,29 +24,29 @@ static edge_cidrs *parse(const char *list)
 
 static void test_parse_and_contain(void **state)
 {
-	edge_cidrs *c = parse(" 10.0.0.0/8 , 192.168.1.7,fd00::/8, 172.16.0.0/12 ");
+	trusted_nets *c = parse(" 10.0.0.0/8 , 192.168.1.7,fd00::/8, 172.16.0.0/12 ");
 
 	(void)state;
-	assert_true(edge_cidrs_contain(c, "10.1.2.3"));
-	assert_true(edge_cidrs_contain(c, "192.168.1.7"));
-	assert_false(edge_cidrs_contain(c, "192.168.1.8"));
-	assert_true(edge_cidrs_contain(c, "172.31.255.255"));
-	assert_false(edge_cidrs_contain(c, "172.32.0.0"));
-	assert_true(edge_cidrs_contain(c, "fd12::1"));
-	assert_false(edge_cidrs_contain(c, "fe80::1"));
+	assert_true(trusted_nets_contain(c, "10.1.2.3"));
+	assert_true(trusted_nets_contain(c, "192.168.1.7"));
+	assert_false(trusted_nets_contain(c, "192.168.1.8"));
+	assert_true(trusted_nets_contain(c, "172.31.255.255"));
+	assert_false(trusted_nets_contain(c, "172.32.0.0"));
+	assert_true(trusted_nets_contain(c, "fd12::1"));
+	assert_false(trusted_nets_contain(c, "fe80::1"));
 	/* IPv4-mapped IPv6 is the IPv4 address. */
-	assert_true(edge_cidrs_contain(c, "::ffff:10.9.9.9"));
-	assert_false(edge_cidrs_contain(c, "not an address"));
-	assert_false(edge_cidrs_contain(c, ""));
-	edge_cidrs_free(c);
+	assert_true(trusted_nets_contain(c, "::ffff:10.9.9.9"));
+	assert_false(trusted_nets_contain(c, "not an address"));
+	assert_false(trusted_nets_contain(c, ""));
+	trusted_nets_free(c);
 
 	c = parse("");
-	assert_false(edge_cidrs_contain(c, "127.0.0.1"));
-	edge_cidrs_free(c);
+	assert_false(trusted_nets_contain(c, "127.0.0.1"));
+	trusted_nets_free(c);
 	c = parse("0.0.0.0/0");
-	assert_true(edge_cidrs_contain(c, "8.8.8.8"));
-	assert_false(edge_cidrs_contain(c, "::1"));
-	edge_cidrs_free(c);
+	assert_true(trusted_nets_contain(c, "8.8.8.8"));
+	assert_false(trusted_nets_contain(c, "::1"));
+	trusted_nets_free(c);
 }
 
 static void test_bad_lists(void **state)
@@ -60,18 +60,18 @@ static void test_bad_lists(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
-		if (edge_cidrs_parse(bad[i], err, sizeof(err)) != NULL)
+		if (trusted_nets_parse(bad[i], err, sizeof(err)) != NULL)
 			fail_msg("accepted %s", bad[i]);
 		assert_true(err[0] != '\0');
 	}
 }
 
-static void client(const edge_cidrs *t, const char *peer, const char *xff,
+static void client(const trusted_nets *t, const char *peer, const char *xff,
 		   const char *want)
 {
 	char out[64];
 
-	edge_client_address(t, peer, xff, out, sizeof(out));
+	client_address(t, peer, xff, out, sizeof(out));
 	if (strcmp(out, want) != 0)
 		fail_msg("peer %s, X-Forwarded-For %s: %s, want %s", peer,
 			 xff ? xff : "(none)", out, want);
@@ -79,7 +79,7 @@ static void client(const edge_cidrs *t, const char *peer, const char *xff,
 
 static void test_client_address(void **state)
 {
-	edge_cidrs *t = parse("10.0.0.0/8");
+	trusted_nets *t = parse("10.0.0.0/8");
 
 	(void)state;
 	/* No header, or a peer we do not trust: the peer. */
@@ -96,7 +96,7 @@ static void test_client_address(void **state)
 	client(t, "10.0.0.5", "bogus", "10.0.0.5");
 	client(t, "10.0.0.5", "", "10.0.0.5");
 	client(t, "10.0.0.5", ",,", "10.0.0.5");
-	edge_cidrs_free(t);
+	trusted_nets_free(t);
 	/* No trusted proxies at all: the header never counts. */
 	client(NULL, "10.0.0.5", "198.51.100.1", "10.0.0.5");
 }

@@ -1,7 +1,7 @@
 /*
  * clientaddr.c - trusted networks and X-Forwarded-For (clientaddr.h).
  */
-#include "clientaddr.h"
+#include "services/common/clientaddr.h"
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -15,7 +15,7 @@ struct cidr {
 	int bits;
 };
 
-struct edge_cidrs {
+struct trusted_nets {
 	size_t n;
 	struct cidr net[];
 };
@@ -50,10 +50,10 @@ static bool in_net(const struct cidr *c, int family, const uint8_t a[16])
 	return (a[full] & mask) == (c->addr[full] & mask);
 }
 
-edge_cidrs *edge_cidrs_parse(const char *list, char *err, size_t errlen)
+trusted_nets *trusted_nets_parse(const char *list, char *err, size_t errlen)
 {
 	size_t cap = 1, len = list ? strlen(list) : 0;
-	edge_cidrs *c;
+	trusted_nets *c;
 	char *copy, *save = NULL, *tok;
 
 	for (size_t i = 0; i < len; i++)
@@ -106,12 +106,12 @@ fail:
 	return NULL;
 }
 
-void edge_cidrs_free(edge_cidrs *c)
+void trusted_nets_free(trusted_nets *c)
 {
 	free(c);
 }
 
-bool edge_cidrs_contain(const edge_cidrs *c, const char *addr)
+bool trusted_nets_contain(const trusted_nets *c, const char *addr)
 {
 	uint8_t a[16];
 	int family;
@@ -141,7 +141,7 @@ static void last_entry(const char *s, size_t *len, char *out, size_t cap)
 	snprintf(out, cap, "%.*s", (int)(end - start), s + start);
 }
 
-void edge_client_address(const edge_cidrs *trusted, const char *peer_addr,
+void client_address(const trusted_nets *trusted, const char *peer_addr,
 			 const char *xff, char *out, size_t cap)
 {
 	char hop[64];
@@ -149,7 +149,7 @@ void edge_client_address(const edge_cidrs *trusted, const char *peer_addr,
 	size_t len;
 
 	snprintf(out, cap, "%s", peer_addr);
-	if (xff == NULL || !edge_cidrs_contain(trusted, peer_addr))
+	if (xff == NULL || !trusted_nets_contain(trusted, peer_addr))
 		return;
 	len = strlen(xff);
 	while (len > 0) {
@@ -157,7 +157,7 @@ void edge_client_address(const edge_cidrs *trusted, const char *peer_addr,
 		if (parse_addr(hop, scratch) == 0)
 			return;   /* garbage: keep the last good hop */
 		snprintf(out, cap, "%s", hop);
-		if (!edge_cidrs_contain(trusted, hop))
+		if (!trusted_nets_contain(trusted, hop))
 			return;
 	}
 }
