@@ -484,6 +484,7 @@ class Stack:
         self._closed = False
         self.ports = {n: None for n in SERVICE_ORDER + (EDGE,)}
         self.metrics_ports = {}
+        self.metrics = False
         self.db_port = None
         self.redis_port = None
         self.secret = secrets.token_hex(32)
@@ -822,8 +823,11 @@ class Stack:
             e[h] = self.net.host(n)
             e[p] = str(self.ports[n])
         e["EDGE_PORT"] = str(self.ports[EDGE])
+        # Each service's /metrics listener only where a test asks for it
+        # (Stack.metrics): a port picked early may be taken by a parallel
+        # test by the time the service binds it, and that is fatal.
         if name in self.metrics_ports:
-            e["METRICS_PORT"] = str(self.metrics_ports[name])
+            e["METRICS_PORT"] = str(self.metrics_ports[name]) if self.metrics else "-1"
         if extra:
             for k, v in extra.items():
                 if v is None:
@@ -1019,6 +1023,7 @@ class StackTestCase(unittest.TestCase):
 
     SERVICES = SERVICE_ORDER
     SERVICE_ENV = {}
+    METRICS = False     # serve each service's /metrics (Stack.metrics_ports)
     stack = None
 
     @classmethod
@@ -1028,6 +1033,7 @@ class StackTestCase(unittest.TestCase):
             raise RuntimeError("not built: " + ", ".join(binary_path(n) for n in missing))
         load_stubs()
         cls.stack = Stack().start()
+        cls.stack.metrics = cls.METRICS
         try:
             for n in cls.SERVICES:
                 cls.stack.start_service(n, extra_env=cls.SERVICE_ENV.get(n))

@@ -292,6 +292,7 @@ def prometheus(text):
 
 
 class ObservabilityTest(EdgeCase):
+    METRICS = True
     def metrics(self):
         st, hdrs, _, raw = self.call("GET", "/metrics")
         self.assertEqual(st, 200)
