@@ -748,13 +748,22 @@ class OutageTest(CatalogCase):
         st = self.stack
         _, vmd = self.user("vendor")
         store = self.new_store(vmd)
-        p = self.new_product(vmd, store.id, title="Before", status=C().PRODUCT_STATUS_ACTIVE)
+        w = "w" + secrets.token_hex(4)
+        p = self.new_product(vmd, store.id, title="Before " + w,
+                             status=C().PRODUCT_STATUS_ACTIVE)
+        q = self.new_product(vmd, store.id, title="Archived " + w,
+                             status=C().PRODUCT_STATUS_ACTIVE)
         pid = st.pid("catalog")
         self.get(p.id)
         self.get(p.id)
-        # Not notified: only a cache flushed on reconnect will show it.
+        found = lambda text: {x.id for x in self.cat().SearchProducts(
+            C().SearchProductsRequest(q=text, store=[store.id]), timeout=3).products}
+        self.assertTrue(fixture.wait_until(lambda: found(w) == {p.id, q.id}, 10, 0.05))
+        # Not notified: only a cache flushed and an index rebuilt on
+        # reconnect will show it.
         st.psql("SET session_replication_role = replica; "
-                "UPDATE catalog.products SET title = 'While away' WHERE id = '%s'" % p.id)
+                "UPDATE catalog.products SET title = 'While away' WHERE id = '%s'; "
+                "UPDATE catalog.products SET status = 'archived' WHERE id = '%s'" % (p.id, q.id))
         st.psql("CHECKPOINT")
         st.stop_postgres("fast")
         try:
@@ -776,6 +785,9 @@ class OutageTest(CatalogCase):
         st.wait_health("catalog", "SERVING", timeout=20)
         self.assertTrue(fixture.wait_until(lambda: self._title(p.id) == "While away", 10, 0.1),
                         "the cache was not flushed on reconnect")
+        self.assertTrue(fixture.wait_until(lambda: found("away") >= {p.id}, 10, 0.1),
+                        "the search index was not rebuilt on reconnect")
+        self.assertEqual(found(w), set(), "an index rebuilt from the database")
         self.new_store(vmd)
         # Notices flow again after the reconnect.
         st.psql("UPDATE catalog.products SET title = 'After' WHERE id = '%s'" % p.id)
