@@ -20,6 +20,13 @@
 #define BATCH 2000
 #define FETCH_SQL "FETCH 2000 FROM search_build"
 
+/* Products changed since the last build are scored in full on every query
+ * (search.h, es_optimize); past this share of the index (and this many)
+ * a fresh build from PostgreSQL replaces it. A build rather than
+ * es_optimize in place, which would hold queries for its whole run. */
+#define TAIL_REBUILD_SHARE 20 /* 1/20 = 5% */
+#define TAIL_REBUILD_MIN 64
+
 struct search_index {
 	/* Guards the pointer only (es_index locks itself): a rebuild swaps
 	 * under the write lock, queries hold the read lock while they use
@@ -185,9 +192,10 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static bool on_connected(void *arg, struct pg_conn *conn)
+/* Builds a fresh index from one snapshot and swaps it in; false (the
+ * current index kept) when that fails. */
+static bool build(search_index *s, PGconn *conn)
 {
-	search_index *s = arg;
 	double t0 = now_ms();
 	es_index *ix = es_create(NULL), *old;
 	es_stats st = { 0 };
@@ -255,6 +263,7 @@ static void reread(search_index *s, PGconn *conn, const char *sql,
 {
 	const char *params[1] = { id };
 	es_index *ix = search_index_get(s);
+	es_stats st;
 	PGresult *r;
 
 	if (!ix)
@@ -266,7 +275,16 @@ static void reread(search_index *s, PGconn *conn, const char *sql,
 		rpc_log(RPC_LOG_WARN, "search", "cannot re-read %s: %s", id,
 			PQerrorMessage(conn));
 	PQclear(r);
+	es_get_stats(ix, &st);
 	search_index_put(s);
+	if (st.tail_docs >= TAIL_REBUILD_MIN &&
+	    st.tail_docs * TAIL_REBUILD_SHARE >= st.docs)
+		(void)build(s, conn);
+}
+
+static bool on_connected(void *arg, struct pg_conn *conn)
+{
+	return build(arg, conn);
 }
 
 static void on_product(void *arg, struct pg_conn *conn, const char *id)

@@ -1046,6 +1046,28 @@ class SearchTests:
         self.assertTrue(self.wait_ids({n.id}, q="renamed " + w, store=stores))
         self.assertEqual(self.ids(q="fresh " + w, store=stores), [])
 
+    def test_many_changes_rebuild_the_index(self):
+        """Products changed since the last build are scored in full; once
+        they are many (64 here, and 5% of the index) the index is built
+        again from PostgreSQL, and search answers the same."""
+        _, vmd = self.user("vendor")
+        st = self.new_store(vmd)
+        w = "w" + secrets.token_hex(4)
+        builds = lambda: self.stack.log("catalog").count("search index built")
+        self.assertTrue(fixture.wait_until(lambda: self.ids_or_loading(q=w) is not None, 10, 0.05))
+        before = builds()
+        self.stack.psql("INSERT INTO catalog.products (store_id, title, price_minor, currency, "
+                        "status, stock) SELECT '%s', 'Bulk %s ' || g, g, 'EUR', 'active', 1 "
+                        "FROM generate_series(1, 70) g" % (st.id, w))
+        self.assertTrue(fixture.wait_until(
+            lambda: self.search(q=w, store=[st.id], page_size=100).total_size == 70, 5, 0.05))
+        self.assertTrue(fixture.wait_until(lambda: builds() > before, 5, 0.05), "no rebuild")
+        r = self.search(q=w, store=[st.id], page_size=100, sort="price")
+        self.assertEqual([p.price.amount_minor for p in r.products], list(range(1, 71)))
+        self.stack.psql("UPDATE catalog.products SET status = 'archived' WHERE store_id = '%s'"
+                        % st.id)
+        self.assertTrue(self.wait_ids(set(), 5, q=w, store=[st.id]))
+
     def test_suggest(self):
         w, p, *_ = self.seed()
         r = self.cat().Suggest(C().SuggestRequest(prefix=w), timeout=10)
