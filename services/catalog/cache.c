@@ -329,9 +329,7 @@ static void *listener_main(void *arg)
 	for (;;) {
 		PGconn *conn = PQconnectdb(c->conninfo);
 		PGresult *r = NULL;
-		bool stop;
-
-		bool listening, caught_up;
+		bool stop, listening, caught_up;
 
 		if (PQstatus(conn) == CONNECTION_OK)
 			r = PQexec(conn, CAT_LISTEN_SQL);
@@ -341,11 +339,12 @@ static void *listener_main(void *arg)
 			    (!c->hooks.connected ||
 			     c->hooks.connected(c->hooks.arg, conn));
 		if (!caught_up) {
+			/* A failing hook logs for itself. */
 			if (!warned && !listening)
 				rpc_log(RPC_LOG_WARN, "cache",
 					"cannot listen for changes (cache off, "
 					"retrying): %s", PQerrorMessage(conn));
-			warned = true;
+			warned = warned || !listening;
 			PQfinish(conn);
 			if (wait_stop(c, backoff))
 				break;
