@@ -19,7 +19,7 @@ RUN apt-get update \
       gcc libc6-dev make cmake pkg-config \
       libnghttp2-dev libprotobuf-c-dev libevent-dev libssl-dev \
       libpq-dev libhiredis-dev libargon2-dev libjansson-dev libhttp-parser-dev \
-      john-data \
+      libroaring-dev john-data \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -40,6 +40,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libnghttp2-14 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7 \
       libssl3 libpq5 libhiredis0.14 libargon2-1 libjansson4 libhttp-parser2.9 \
+      libroaring0 \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric UID, so Kubernetes' runAsNonRoot can verify it.

@@ -48,6 +48,8 @@ struct prod_cache {
 	pthread_t thread;
 	bool started;
 	int wake[2];                         /* pipe: write to stop */
+	prod_cache_hooks hooks;
+	bool has_hooks;
 };
 
 static uint64_t hash_id(const char *id)
@@ -273,10 +275,17 @@ static void handle_notices(prod_cache *c, PGconn *conn)
 	PGnotify *n;
 
 	while ((n = PQnotifies(conn)) != NULL) {
-		if (strcmp(n->relname, CAT_CHANNEL_PRODUCTS) == 0)
+		if (strcmp(n->relname, CAT_CHANNEL_PRODUCTS) == 0) {
 			prod_cache_invalidate(c, n->extra);
-		else if (strcmp(n->relname, CAT_CHANNEL_STORES) == 0)
+			if (c->hooks.product_changed)
+				c->hooks.product_changed(c->hooks.arg, conn,
+							 n->extra);
+		} else if (strcmp(n->relname, CAT_CHANNEL_STORES) == 0) {
 			prod_cache_invalidate_store(c, n->extra);
+			if (c->hooks.store_changed)
+				c->hooks.store_changed(c->hooks.arg, conn,
+						       n->extra);
+		}
 		PQfreemem(n);
 	}
 }
@@ -286,6 +295,9 @@ static bool listen_on(prod_cache *c, PGconn *conn)
 {
 	struct pollfd p[2];
 
+	/* A hook's queries may have read notices into libpq already; they
+	 * would wait for the next packet otherwise. */
+	handle_notices(c, conn);
 	for (;;) {
 		p[0].fd = PQsocket(conn);
 		p[0].events = POLLIN;
@@ -317,17 +329,22 @@ static void *listener_main(void *arg)
 	for (;;) {
 		PGconn *conn = PQconnectdb(c->conninfo);
 		PGresult *r = NULL;
-		bool stop;
+		bool stop, listening, caught_up;
 
 		if (PQstatus(conn) == CONNECTION_OK)
 			r = PQexec(conn, CAT_LISTEN_SQL);
-		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-			if (!warned)
+		listening = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		caught_up = listening &&
+			    (!c->hooks.connected ||
+			     c->hooks.connected(c->hooks.arg, conn));
+		if (!caught_up) {
+			/* A failing hook logs for itself. */
+			if (!warned && !listening)
 				rpc_log(RPC_LOG_WARN, "cache",
 					"cannot listen for changes (cache off, "
 					"retrying): %s", PQerrorMessage(conn));
-			warned = true;
-			PQclear(r);
+			warned = warned || !listening;
 			PQfinish(conn);
 			if (wait_stop(c, backoff))
 				break;
@@ -335,7 +352,6 @@ static void *listener_main(void *arg)
 							       : backoff * 2;
 			continue;
 		}
-		PQclear(r);
 		/* Notices sent while we were away are lost: start empty. */
 		prod_cache_set_on(c, true);
 		rpc_log(RPC_LOG_INFO, "cache", "listening for product changes; "
@@ -353,9 +369,15 @@ static void *listener_main(void *arg)
 	return NULL;
 }
 
+void prod_cache_set_hooks(prod_cache *c, const prod_cache_hooks *hooks)
+{
+	c->hooks = *hooks;
+	c->has_hooks = true;
+}
+
 int prod_cache_listen(prod_cache *c, const char *conninfo)
 {
-	if (c->started || c->max == 0)
+	if (c->started || (c->max == 0 && !c->has_hooks))
 		return 0;
 	c->conninfo = strdup(conninfo);
 	if (!c->conninfo || pipe2(c->wake, O_CLOEXEC) != 0)

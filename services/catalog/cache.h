@@ -42,7 +42,24 @@ prod_cache *prod_cache_new(size_t max_entries);
 /* Stops the listener (if started) and frees. NULL is a no-op. */
 void prod_cache_free(prod_cache *c);
 
-/* Starts the listener thread on `conninfo` (copied). Returns 0 or -1. */
+/* Others kept current by the same change feed (the search index): called
+ * on the listener thread with its connection, which they may query
+ * (notices arriving meanwhile wait in libpq). `connected` runs on every
+ * (re)connection after LISTEN, before any notice: what was missed while
+ * away must be read again. When it returns false (say the schema is not
+ * migrated yet) the listener drops the connection and tries again after
+ * its backoff, cache off meanwhile. Set before prod_cache_listen. */
+struct pg_conn;
+typedef struct prod_cache_hooks {
+	bool (*connected)(void *arg, struct pg_conn *conn);
+	void (*product_changed)(void *arg, struct pg_conn *conn, const char *id);
+	void (*store_changed)(void *arg, struct pg_conn *conn, const char *id);
+	void *arg;
+} prod_cache_hooks;
+void prod_cache_set_hooks(prod_cache *c, const prod_cache_hooks *hooks);
+
+/* Starts the listener thread on `conninfo` (copied), unless there is
+ * neither a cache nor hooks to keep current. Returns 0 or -1. */
 int prod_cache_listen(prod_cache *c, const char *conninfo);
 
 /* On a hit, the packed Product copied into the arena (*data, *len) and

@@ -3,7 +3,7 @@
  * reflection) on LISTEN_HOST:CATALOG_SERVICE_PORT.
  *
  * Wiring only: configuration table → log sink, PostgreSQL pool, product
- * cache and its change listener, token service channel (access tokens are
+ * cache and its change listener (which also keeps the search index), token service channel (access tokens are
  * validated there), server, dependency watcher; then run until
  * SIGTERM/SIGINT.
  *
@@ -21,6 +21,7 @@
 #include "rpc/channel.h"
 #include "rpc/log.h"
 #include "rpc/server.h"
+#include "search_index.h"
 #include "service.h"
 #include "services/common/authn.h"
 #include "services/common/config.h"
@@ -130,6 +131,13 @@ int main(void)
 	if (conninfo)
 		svc.pool = pg_pool_new(conninfo, SCHEMA, (int)cfg.db_pool_size);
 	svc.cache = prod_cache_new((size_t)cfg.cache_entries);
+	svc.search = search_index_new();
+	if (svc.cache && svc.search) {
+		prod_cache_hooks hooks;
+
+		search_index_hooks(svc.search, &hooks);
+		prod_cache_set_hooks(svc.cache, &hooks);
+	}
 	atomic_init(&svc.ready, false);
 	cfg_host_port(cfg.token_host, cfg.token_port, token_addr,
 		       sizeof(token_addr));
@@ -138,10 +146,11 @@ int main(void)
 	scfg.io_threads = (int)cfg.io_threads;
 	scfg.workers = (int)cfg.workers;
 	srv = rpc_server_new(&scfg);
-	if (!svc.pool || !svc.cache || !token_ch || !srv) {
+	if (!svc.pool || !svc.cache || !svc.search || !token_ch || !srv) {
 		rpc_log(RPC_LOG_ERROR, "main", "cannot create %s",
 			!svc.pool ? "the database pool" :
 			!svc.cache ? "the product cache" :
+			!svc.search ? "the search index" :
 			!token_ch ? "the token service channel" : "the server");
 		goto out;
 	}
@@ -217,6 +226,8 @@ out:
 	rpc_server_free(srv);
 	rpc_channel_free(token_ch);
 	prod_cache_free(svc.cache);
+	/* After the cache, whose listener thread writes the index. */
+	search_index_free(svc.search);
 	pg_pool_free(svc.pool);
 	free(conninfo);
 out_cfg:

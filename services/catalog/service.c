@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "estore/catalog/v1/catalog.rpc.h"
+#include "rpc/metadata.h"
 #include "store_pg.h"
 #include "validate.h"
 
@@ -717,27 +718,478 @@ static rpc_code commit_reservation(rpc_ctx *ctx,
 	return settle(ctx, in, out, false);
 }
 
-/* ---- search (not here yet) ---------------------------------------------- */
+/* ---- search ------------------------------------------------------------- */
 
-/* Registered so clients get a clear answer rather than "unknown method",
- * and so the search index can take these slots without other changes. */
+typedef Estore__Catalog__V1__FacetCount facet_count;
+
+#define SEARCH_Q_MAX 256          /* bytes */
+#define SEARCH_STORES_MAX 20
+#define SEARCH_ATTRS_MAX 20
+#define SEARCH_PAGE_DEFAULT 20
+#define SUGGEST_PREFIX_MAX 64     /* bytes */
+
+/* Price facet bounds in minor units: the first is 0 so the buckets add up
+ * to every match. */
+static const int64_t price_bounds[] = {
+	0, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+};
+
+static rpc_code oom(rpc_ctx *ctx)
+{
+	return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+static rpc_code index_loading(rpc_ctx *ctx)
+{
+	return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "search index is loading");
+}
+
+/* Groups "key:value" filters by key (values of one key OR). */
+static rpc_code parse_attr_filters(rpc_ctx *ctx, char *const *in, size_t n,
+				   es_attr_filter **out, size_t *out_n)
+{
+	rpc_arena *a = rpc_ctx_arena(ctx);
+	es_attr_filter *f;
+	size_t nf = 0;
+
+	if (n > SEARCH_ATTRS_MAX)
+		return field_error(ctx, "attribute", "at most 20 filters");
+	f = rpc_arena_calloc(a, n ? n : 1, sizeof(*f));
+	if (!f)
+		return oom(ctx);
+	for (size_t i = 0; i < n; i++) {
+		const char *colon = strchr(in[i], ':');
+		const char *why;
+		char *key;
+		size_t j;
+
+		if (!colon || colon == in[i] || !colon[1])
+			return field_error(ctx, "attribute",
+					   "must be key:value");
+		key = rpc_arena_strndup(a, in[i], (size_t)(colon - in[i]));
+		if (!key)
+			return oom(ctx);
+		if ((why = cat_check_attr_key(key)) != NULL)
+			return field_error(ctx, "attribute", why);
+		if ((why = cat_check_attr_value(colon + 1)) != NULL)
+			return field_error(ctx, "attribute", why);
+		for (j = 0; j < nf && strcmp(f[j].key, key) != 0; j++)
+			;
+		if (j == nf) {
+			f[nf].key = key;
+			f[nf].values = rpc_arena_calloc(a, n, sizeof(char *));
+			if (!f[nf].values)
+				return oom(ctx);
+			nf++;
+		}
+		((const char **)f[j].values)[f[j].value_count++] = colon + 1;
+	}
+	*out = f;
+	*out_n = nf;
+	return RPC_OK;
+}
+
+static bool parse_sort(const char *s, es_sort *out)
+{
+	static const struct {
+		const char *name;
+		es_sort sort;
+	} sorts[] = {
+		{ "", ES_SORT_RELEVANCE },
+		{ "relevance", ES_SORT_RELEVANCE },
+		{ "price", ES_SORT_PRICE_ASC },
+		{ "-price", ES_SORT_PRICE_DESC },
+		{ "newest", ES_SORT_NEWEST },
+		{ "rating", ES_SORT_RATING },
+	};
+
+	for (size_t i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++)
+		if (strcmp(s, sorts[i].name) == 0) {
+			*out = sorts[i].sort;
+			return true;
+		}
+	return false;
+}
+
+/* Page tokens are the library's cursor in base64url without padding. */
+static char *token_of(rpc_arena *a, const uint8_t *cur, size_t len)
+{
+	char *b = rpc_base64_encode(cur, len, false, NULL), *out;
+
+	if (!b)
+		return NULL;
+	for (char *p = b; *p; p++)
+		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+	out = rpc_arena_strdup(a, b);
+	free(b);
+	return out;
+}
+
+static bool cursor_of(rpc_arena *a, const char *tok, const uint8_t **cur,
+		      size_t *len)
+{
+	uint8_t *raw = NULL, *copy;
+	size_t n = 0;
+
+	for (const char *p = tok; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return false;
+	if (rpc_base64_decode(tok, strlen(tok), &raw, &n) != 0 || n == 0) {
+		free(raw);
+		return false;
+	}
+	copy = rpc_arena_alloc(a, n);
+	if (copy)
+		memcpy(copy, raw, n);
+	free(raw);
+	*cur = copy;
+	*len = n;
+	return copy != NULL;
+}
+
+static facet_count **facet_counts(rpc_arena *a, const es_count *c, size_t n)
+{
+	facet_count **out = rpc_arena_calloc(a, n ? n : 1, sizeof(*out));
+
+	for (size_t i = 0; out && i < n; i++) {
+		static const facet_count init = ESTORE__CATALOG__V1__FACET_COUNT__INIT;
+
+		out[i] = rpc_arena_alloc(a, sizeof(**out));
+		if (!out[i])
+			return NULL;
+		*out[i] = init;
+		out[i]->value = rpc_arena_strdup(a, c[i].value);
+		out[i]->count = (int32_t)c[i].count;
+		if (!out[i]->value)
+			return NULL;
+	}
+	return out;
+}
+
+static Estore__Catalog__V1__Facets *facets_of(rpc_arena *a, const es_result *r)
+{
+	static const Estore__Catalog__V1__Facets finit = ESTORE__CATALOG__V1__FACETS__INIT;
+	static const Estore__Catalog__V1__PriceBucket binit =
+		ESTORE__CATALOG__V1__PRICE_BUCKET__INIT;
+	static const Estore__Catalog__V1__AttributeFacet ainit =
+		ESTORE__CATALOG__V1__ATTRIBUTE_FACET__INIT;
+	static const Estore__Catalog__V1__Facets__AttributesEntry einit =
+		ESTORE__CATALOG__V1__FACETS__ATTRIBUTES_ENTRY__INIT;
+	Estore__Catalog__V1__Facets *f = rpc_arena_alloc(a, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	*f = finit;
+	f->categories = facet_counts(a, r->categories, r->category_count);
+	f->n_categories = r->category_count;
+	f->stores = facet_counts(a, r->stores, r->store_count);
+	f->n_stores = r->store_count;
+	f->prices = rpc_arena_calloc(a, r->price_bucket_count + 1,
+				     sizeof(*f->prices));
+	f->attributes = rpc_arena_calloc(a, r->attr_count + 1,
+					 sizeof(*f->attributes));
+	if (!f->categories || !f->stores || !f->prices || !f->attributes)
+		return NULL;
+	/* Empty buckets say nothing a client can use. */
+	for (size_t i = 0; i < r->price_bucket_count; i++) {
+		const es_price_bucket *b = &r->price_buckets[i];
+		Estore__Catalog__V1__PriceBucket *pb;
+
+		if (!b->count)
+			continue;
+		pb = rpc_arena_alloc(a, sizeof(*pb));
+		if (!pb)
+			return NULL;
+		*pb = binit;
+		pb->min_minor = b->lo;
+		pb->max_minor = b->hi == INT64_MAX ? 0 : b->hi;
+		pb->count = (int32_t)b->count;
+		f->prices[f->n_prices++] = pb;
+	}
+	for (size_t i = 0; i < r->attr_count; i++) {
+		Estore__Catalog__V1__Facets__AttributesEntry *e;
+		Estore__Catalog__V1__AttributeFacet *v;
+
+		e = rpc_arena_alloc(a, sizeof(*e));
+		v = rpc_arena_alloc(a, sizeof(*v));
+		if (!e || !v)
+			return NULL;
+		*e = einit;
+		*v = ainit;
+		e->key = rpc_arena_strdup(a, r->attrs[i].key);
+		v->values = facet_counts(a, r->attrs[i].values,
+					 r->attrs[i].value_count);
+		v->n_values = r->attrs[i].value_count;
+		if (!e->key || !v->values)
+			return NULL;
+		e->value = v;
+		f->attributes[f->n_attributes++] = e;
+	}
+	return f;
+}
+
+struct words {
+	rpc_arena *a;
+	const es_result *r;
+	char *out;
+	size_t len, cap;
+	bool failed;
+};
+
+static bool add_word(const char *w, size_t n, void *arg)
+{
+	struct words *ws = arg;
+
+	for (size_t i = 0; i + 1 < 2 * ws->r->correction_count; i += 2) {
+		const char *from = ws->r->corrections[i];
+
+		if (strlen(from) == n && memcmp(from, w, n) == 0) {
+			w = ws->r->corrections[i + 1];
+			n = strlen(w);
+			break;
+		}
+	}
+	if (ws->len + n + 2 > ws->cap) {
+		size_t cap = (ws->len + n + 2) * 2;
+		char *p = rpc_arena_alloc(ws->a, cap);
+
+		if (!p) {
+			ws->failed = true;
+			return false;
+		}
+		if (ws->len)
+			memcpy(p, ws->out, ws->len);
+		ws->out = p;
+		ws->cap = cap;
+	}
+	if (ws->len)
+		ws->out[ws->len++] = ' ';
+	memcpy(ws->out + ws->len, w, n);
+	ws->len += n;
+	ws->out[ws->len] = '\0';
+	return true;
+}
+
+/* The query's words as searched: each corrected one replaced. */
+static char *corrected_query(rpc_arena *a, const char *q, const es_result *r)
+{
+	struct words ws = { .a = a, .r = r };
+
+	es_tokenize(q, add_word, &ws);
+	return ws.failed || !ws.out ? NULL : ws.out;
+}
+
+/* A product of the page as GetProduct would show it to anyone; *out NULL
+ * when it stopped being public since the index answered. */
+static rpc_code read_listed(rpc_ctx *ctx, const char *id, product **out)
+{
+	cat_service *svc = svc_of(ctx);
+	rpc_arena *a = rpc_ctx_arena(ctx);
+	cat_product_meta meta;
+	prod_cache_stamp stamp;
+	product *p = NULL;
+	uint8_t *data;
+	size_t len;
+	rpc_code code;
+
+	*out = NULL;
+	if (prod_cache_get(svc->cache, id, a, &data, &len, &meta)) {
+		ProtobufCAllocator alloc;
+
+		rpc_arena_pb_allocator(a, &alloc);
+		p = (product *)protobuf_c_message_unpack(
+			&estore__catalog__v1__product__descriptor, &alloc,
+			len, data);
+	}
+	if (!p) {
+		if ((code = need_ready(ctx)) != RPC_OK)
+			return code;
+		p = rpc_arena_alloc(a, sizeof(*p));
+		if (!p)
+			return oom(ctx);
+		estore__catalog__v1__product__init(p);
+		stamp = prod_cache_stamp_of(svc->cache, id);
+		if ((code = cat_product_get(svc->pool, ctx, id, p, &meta)) != RPC_OK)
+			return code;
+		data = pack(a, p, &len);
+		if (data)
+			prod_cache_put(svc->cache, id, stamp, data, len, &meta,
+				       p->store_id);
+	}
+	if (can_see(NULL, (int)p->status, &meta))
+		*out = p;
+	return RPC_OK;
+}
+
 static rpc_code search_products(rpc_ctx *ctx,
 				const Estore__Catalog__V1__SearchProductsRequest *in,
 				Estore__Catalog__V1__SearchProductsResponse *out)
 {
-	(void)in;
-	(void)out;
-	return rpc_ctx_error(ctx, RPC_UNIMPLEMENTED,
-			     "search is not available yet");
+	cat_service *svc = svc_of(ctx);
+	rpc_arena *a = rpc_ctx_arena(ctx);
+	es_query q = { 0 };
+	es_result r = { 0 };
+	es_attr_filter *attrs = NULL;
+	const char *cat = NULL, **stores = NULL;
+	es_index *ix;
+	rpc_code code;
+	int rc;
+
+	if (strlen(in->q) > SEARCH_Q_MAX)
+		return field_error(ctx, "q", "at most 256 bytes");
+	q.text = in->q;
+	if (in->category[0]) {
+		if ((code = canon_uuid(ctx, "category", in->category, &cat)) != RPC_OK)
+			return code;
+		q.category_ids = &cat;
+		q.category_count = 1;
+	}
+	if (in->n_store > SEARCH_STORES_MAX)
+		return field_error(ctx, "store", "at most 20 stores");
+	if (in->n_store) {
+		stores = rpc_arena_calloc(a, in->n_store, sizeof(*stores));
+		if (!stores)
+			return oom(ctx);
+		for (size_t i = 0; i < in->n_store; i++)
+			if ((code = canon_uuid(ctx, "store", in->store[i],
+					       &stores[i])) != RPC_OK)
+				return code;
+		q.store_ids = stores;
+		q.store_count = in->n_store;
+	}
+	if (in->min_price < 0)
+		return field_error(ctx, "min_price", "must not be negative");
+	if (in->max_price < 0)
+		return field_error(ctx, "max_price", "must not be negative");
+	if (in->min_price > 0 && in->max_price > 0 && in->max_price < in->min_price)
+		return field_error(ctx, "max_price", "is below min_price");
+	q.has_min_price = in->min_price > 0;
+	q.min_price = in->min_price;
+	q.has_max_price = in->max_price > 0;
+	q.max_price = in->max_price;
+	if ((code = parse_attr_filters(ctx, in->attribute, in->n_attribute,
+				       &attrs, &q.attr_filter_count)) != RPC_OK)
+		return code;
+	q.attr_filters = attrs;
+	q.in_stock_only = in->in_stock;
+	if (!parse_sort(in->sort, &q.sort))
+		return field_error(ctx, "sort", "must be relevance, price, "
+				   "-price, newest or rating");
+	if (in->page_size < 0 || in->page_size > ES_MAX_PAGE_SIZE)
+		return field_error(ctx, "page_size", "must be 1..100");
+	q.page_size = in->page_size ? (uint32_t)in->page_size : SEARCH_PAGE_DEFAULT;
+	if (in->page_token[0] &&
+	    !cursor_of(a, in->page_token, &q.cursor, &q.cursor_len))
+		return field_error(ctx, "page_token", "not a page token of "
+				   "this search");
+	q.facets = true;
+	q.price_bounds = price_bounds;
+	q.price_bound_count = sizeof(price_bounds) / sizeof(price_bounds[0]);
+
+	if (!(ix = search_index_get(svc->search)))
+		return index_loading(ctx);
+	rc = es_search(ix, &q, &r);
+	search_index_put(svc->search);
+	if (rc == ES_ECURSOR) {
+		code = field_error(ctx, "page_token", "not a page token of "
+				   "this search");
+		goto done;
+	}
+	if (rc == ES_ENOMEM) {
+		code = oom(ctx);
+		goto done;
+	}
+	if (rc != ES_OK) {
+		code = rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%s",
+				     es_strerror(rc));
+		goto done;
+	}
+
+	out->total_size = r.total > INT32_MAX ? INT32_MAX : (int32_t)r.total;
+	out->facets = facets_of(a, &r);
+	out->products = rpc_arena_calloc(a, r.hit_count + 1,
+					 sizeof(*out->products));
+	if (!out->facets || !out->products) {
+		code = oom(ctx);
+		goto done;
+	}
+	for (size_t i = 0; i < r.hit_count; i++) {
+		product *p;
+
+		if ((code = read_listed(ctx, r.hits[i].product_id, &p)) != RPC_OK)
+			goto done;
+		if (p)
+			out->products[out->n_products++] = p;
+	}
+	if (r.next_cursor &&
+	    !(out->next_page_token = token_of(a, r.next_cursor,
+					      r.next_cursor_len))) {
+		code = oom(ctx);
+		goto done;
+	}
+	if (r.correction_count &&
+	    !(out->corrected_query = corrected_query(a, in->q, &r))) {
+		code = oom(ctx);
+		goto done;
+	}
+	code = RPC_OK;
+done:
+	es_result_free(&r);
+	return code;
 }
 
 static rpc_code suggest(rpc_ctx *ctx, const Estore__Catalog__V1__SuggestRequest *in,
 			Estore__Catalog__V1__SuggestResponse *out)
 {
-	(void)in;
-	(void)out;
-	return rpc_ctx_error(ctx, RPC_UNIMPLEMENTED,
-			     "search is not available yet");
+	static const Estore__Catalog__V1__Suggestion init =
+		ESTORE__CATALOG__V1__SUGGESTION__INIT;
+	cat_service *svc = svc_of(ctx);
+	rpc_arena *a = rpc_ctx_arena(ctx);
+	es_suggest_result r = { 0 };
+	es_index *ix;
+	rpc_code code = RPC_OK;
+	int rc;
+
+	if (!in->prefix[0])
+		return field_error(ctx, "prefix", "is required");
+	if (strlen(in->prefix) > SUGGEST_PREFIX_MAX)
+		return field_error(ctx, "prefix", "at most 64 bytes");
+	if (in->limit < 0 || in->limit > ES_MAX_SUGGEST)
+		return field_error(ctx, "limit", "must be 1..10");
+	if (!(ix = search_index_get(svc->search)))
+		return index_loading(ctx);
+	rc = es_suggest(ix, in->prefix,
+			in->limit ? (size_t)in->limit : ES_MAX_SUGGEST, &r);
+	search_index_put(svc->search);
+	if (rc != ES_OK) {
+		es_suggest_result_free(&r);
+		return rc == ES_ENOMEM ? oom(ctx)
+				       : rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+						       "prefix: %s", es_strerror(rc));
+	}
+	out->suggestions = rpc_arena_calloc(a, r.count + 1,
+					    sizeof(*out->suggestions));
+	for (size_t i = 0; out->suggestions && i < r.count; i++) {
+		Estore__Catalog__V1__Suggestion *s = rpc_arena_alloc(a, sizeof(*s));
+
+		if (!s) {
+			code = oom(ctx);
+			break;
+		}
+		*s = init;
+		s->product_id = rpc_arena_strdup(a, r.items[i].product_id);
+		s->title = rpc_arena_strdup(a, r.items[i].title);
+		if (!s->product_id || !s->title) {
+			code = oom(ctx);
+			break;
+		}
+		out->suggestions[out->n_suggestions++] = s;
+	}
+	if (!out->suggestions)
+		code = oom(ctx);
+	es_suggest_result_free(&r);
+	return code;
 }
 
 /* ---- registration ------------------------------------------------------- */

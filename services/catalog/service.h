@@ -25,7 +25,9 @@
  *   ReserveStock, ReleaseStock, CommitReservation
  *                     services only
  *   SearchProducts, Suggest
- *                     UNIMPLEMENTED until the search index is wired in
+ *                     anyone; they list only active products of active
+ *                     stores (the index holds nothing else), UNAVAILABLE
+ *                     "search index is loading" until its first build
  * A vendor naming another vendor's store or product in a write gets
  * PERMISSION_DENIED: ids are random UUIDs, so the honest answer reveals
  * nothing guessable.
@@ -45,17 +47,19 @@
 #include <stdatomic.h>
 
 #include "cache.h"
+#include "search_index.h"
 #include "rpc/server.h"
 #include "services/common/pg.h"
 
 typedef struct cat_service {
 	pg_pool *pool;       /* borrowed; outlives the server */
 	prod_cache *cache;   /* borrowed; outlives the server */
+	search_index *search; /* borrowed; outlives the server */
 	atomic_bool ready;   /* schema migrated; set once, never cleared */
 } cat_service;
 
 /* Registers every CatalogService method on srv with `svc` as the user
- * pointer (search ones answering UNIMPLEMENTED). Returns 0 or an
+ * pointer. Returns 0 or an
  * RPC_ERR_* of rpc_server_add_method. */
 int cat_service_register(rpc_server *srv, cat_service *svc);
 

@@ -492,14 +492,6 @@ class ProductTests:
                         msg_contains="product_id:")
         self.assertEqual(self.row(p.id), (0, 0, 0))
 
-    def test_search_is_not_here_yet(self):
-        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.cat().SearchProducts,
-                        C().SearchProductsRequest(q="headphones"),
-                        msg_contains="search is not available yet")
-        self.assertCode(grpc.StatusCode.UNIMPLEMENTED, self.cat().Suggest,
-                        C().SuggestRequest(prefix="hea"),
-                        msg_contains="search is not available yet")
-
 
 class ReservationTests:
 
@@ -756,13 +748,29 @@ class OutageTest(CatalogCase):
         st = self.stack
         _, vmd = self.user("vendor")
         store = self.new_store(vmd)
-        p = self.new_product(vmd, store.id, title="Before", status=C().PRODUCT_STATUS_ACTIVE)
+        w = "w" + secrets.token_hex(4)
+        p = self.new_product(vmd, store.id, title="Before " + w,
+                             status=C().PRODUCT_STATUS_ACTIVE)
+        q = self.new_product(vmd, store.id, title="Archived " + w,
+                             status=C().PRODUCT_STATUS_ACTIVE)
         pid = st.pid("catalog")
         self.get(p.id)
         self.get(p.id)
-        # Not notified: only a cache flushed on reconnect will show it.
+        def found(text):
+            try:
+                return {x.id for x in self.cat().SearchProducts(
+                    C().SearchProductsRequest(q=text, store=[store.id]), timeout=3).products}
+            except grpc.RpcError as e:
+                # The index of a service just started may still be loading.
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                return None
+        self.assertTrue(fixture.wait_until(lambda: found(w) == {p.id, q.id}, 10, 0.05))
+        # Not notified: only a cache flushed and an index rebuilt on
+        # reconnect will show it.
         st.psql("SET session_replication_role = replica; "
-                "UPDATE catalog.products SET title = 'While away' WHERE id = '%s'" % p.id)
+                "UPDATE catalog.products SET title = 'While away' WHERE id = '%s'; "
+                "UPDATE catalog.products SET status = 'archived' WHERE id = '%s'" % (p.id, q.id))
         st.psql("CHECKPOINT")
         st.stop_postgres("fast")
         try:
@@ -784,6 +792,9 @@ class OutageTest(CatalogCase):
         st.wait_health("catalog", "SERVING", timeout=20)
         self.assertTrue(fixture.wait_until(lambda: self._title(p.id) == "While away", 10, 0.1),
                         "the cache was not flushed on reconnect")
+        self.assertTrue(fixture.wait_until(lambda: found("away") >= {p.id}, 10, 0.1),
+                        "the search index was not rebuilt on reconnect")
+        self.assertEqual(found(w), set(), "an index rebuilt from the database")
         self.new_store(vmd)
         # Notices flow again after the reconnect.
         st.psql("UPDATE catalog.products SET title = 'After' WHERE id = '%s'" % p.id)
@@ -874,12 +885,227 @@ class RestJourneyTests:
 
         st, got, raw = self.call("GET", "/v1/categories")
         self.assertEqual(st, 200, raw)
-        st, got, raw = self.call("GET", "/v1/products:search?q=shoes")
-        self.assertEqual(st, 501, raw)
+
+
+class SearchTests:
+    """SearchProducts and Suggest over the index the service keeps from
+    PostgreSQL's change feed. Each test's products carry a word of their
+    own and live in stores of their own, so other tests' rows never match."""
+
+    def search(self, timeout=10, **kw):
+        return self.cat().SearchProducts(C().SearchProductsRequest(**kw), timeout=timeout)
+
+    def ids(self, **kw):
+        return [p.id for p in self.search(**kw).products]
+
+    def wait_ids(self, want, secs=1.0, **kw):
+        """True once the search returns exactly `want` (a set) within secs."""
+        return fixture.wait_until(lambda: set(self.ids(**kw)) == want, secs, 0.02)
+
+    def ids_or_loading(self, **kw):
+        """The ids found, or None while the index is still being built (the
+        first test may run right after the service started)."""
+        try:
+            return self.ids(**kw)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            self.assertEqual(e.details(), "search index is loading")
+            return None
+
+    def seed(self):
+        _, amd = self.user("admin")
+        _, vmd = self.user("vendor")
+        w = "w" + secrets.token_hex(4)
+        root = self.create_category(amd, slug("gear"), "Gear")
+        child = self.create_category(amd, "audio", "Audio", root.id)
+        other = self.create_category(amd, slug("home"), "Home")
+        a = self.new_store(vmd)
+        b = self.new_store(vmd)
+        act = C().PRODUCT_STATUS_ACTIVE
+
+        def mk(store, title, cat, price, attrs, stock, status=act):
+            return self.new_product(vmd, store.id, title="%s %s" % (title, w),
+                                    category_id=cat.id, status=status, stock_quantity=stock,
+                                    price=C().Money(amount_minor=price, currency="EUR"),
+                                    attributes=attrs)
+        p = {
+            "p1": mk(a, "Studio Headphones", child, 4999, {"color": "black"}, 5),
+            "p2": mk(a, "Travel Headset", child, 12999, {"color": "white"}, 0),
+            "p3": mk(a, "Desk Lamp", other, 2500, {"color": "black"}, 3),
+            "p4": mk(b, "Headphones Stand", root, 1500, {}, 1),
+        }
+        mk(a, "Headphones Draft", child, 100, {}, 1, status=C().PRODUCT_STATUS_DRAFT)
+        for i, (k, rating) in enumerate((("p1", 4.5), ("p2", 3.0), ("p3", 5.0), ("p4", 1.0))):
+            self.stack.psql("UPDATE catalog.products SET rating_average = %s, rating_count = 1, "
+                            "create_time = now() - interval '%d days' WHERE id = '%s'"
+                            % (rating, 10 - i, p[k].id))
+        ids = {k: v.id for k, v in p.items()}
+        stores = [a.id, b.id]
+        self.assertTrue(fixture.wait_until(
+            lambda: len(self.ids_or_loading(q=w, store=stores) or ()) == 4, 10, 0.05),
+            "index never had the products")
+        return w, ids, a, b, root, child, other, vmd, amd
+
+    def test_search_words_filters_sorts_facets(self):
+        w, p, a, b, root, child, other, vmd, _ = self.seed()
+        stores = [a.id, b.id]
+        ids = lambda **kw: set(self.ids(store=stores, **kw))
+        self.assertEqual(ids(q=w), set(p.values()), "the draft is not listed")
+        self.assertEqual(ids(q="studio " + w), {p["p1"]})
+        self.assertEqual(ids(q=w + " headph"), {p["p1"], p["p4"]}, "prefix of the last word")
+        r = self.search(q="hedphones " + w, store=stores)
+        self.assertEqual({x.id for x in r.products}, {p["p1"], p["p4"]})
+        self.assertIn("headphones", r.corrected_query)
+        self.assertEqual(self.search(q="studio " + w, store=stores).corrected_query, "")
+        # Filters.
+        self.assertEqual(ids(q=w, category=root.id), {p["p1"], p["p2"], p["p4"]}, "subtree")
+        self.assertEqual(ids(q=w, category=child.id), {p["p1"], p["p2"]})
+        self.assertEqual(set(self.ids(q=w, store=[b.id])), {p["p4"]})
+        self.assertEqual(ids(q=w, min_price=2000, max_price=4999), {p["p1"], p["p3"]})
+        self.assertEqual(ids(q=w, attribute=["color:black"]), {p["p1"], p["p3"]})
+        self.assertEqual(ids(q=w, attribute=["color:black", "color:white"]),
+                         {p["p1"], p["p2"], p["p3"]})
+        self.assertEqual(ids(q=w, in_stock=True), {p["p1"], p["p3"], p["p4"]})
+        # Sorts.
+        order = lambda sort: self.ids(q=w, store=stores, sort=sort)
+        self.assertEqual(order("price"), [p["p4"], p["p3"], p["p1"], p["p2"]])
+        self.assertEqual(order("-price"), [p["p2"], p["p1"], p["p3"], p["p4"]])
+        self.assertEqual(order("rating"), [p["p3"], p["p1"], p["p2"], p["p4"]])
+        self.assertEqual(order("newest"), [p["p4"], p["p3"], p["p2"], p["p1"]])
+        self.assertEqual(set(order("relevance")), set(p.values()))
+        self.assertEqual(order(""), order("relevance"))
+        # Full products in page order.
+        r = self.search(q=w, store=stores, sort="price")
+        self.assertEqual(r.products[0].title, "Headphones Stand " + w)
+        self.assertEqual(r.products[3].price.amount_minor, 12999)
+        self.assertEqual(dict(r.products[2].attributes), {"color": "black"})
+        # Facets add up to the total.
+        f, total = r.facets, r.total_size
+        self.assertEqual(total, 4)
+        self.assertEqual(sum(c.count for c in f.stores), total)
+        self.assertEqual({c.value: c.count for c in f.stores}, {a.id: 3, b.id: 1})
+        self.assertEqual(sum(c.count for c in f.prices), total)
+        cats = {c.value: c.count for c in f.categories}
+        self.assertEqual((cats[root.id], cats[child.id], cats[other.id]), (3, 2, 1))
+        self.assertEqual({v.value: v.count for v in f.attributes["color"].values},
+                         {"black": 2, "white": 1})
+
+    def test_search_paging_and_arguments(self):
+        w, p, a, b, *_ = self.seed()
+        for sort in ("relevance", "price", "-price", "newest", "rating"):
+            seen, token = [], ""
+            for _ in range(10):
+                r = self.search(q=w, store=[a.id, b.id], sort=sort, page_size=1, page_token=token)
+                self.assertEqual(r.total_size, 4)
+                seen += [x.id for x in r.products]
+                token = r.next_page_token
+                if not token:
+                    break
+            self.assertEqual(sorted(seen), sorted(p.values()), sort)
+        r = self.search(q=w, store=[a.id, b.id], page_size=3)
+        self.assertEqual(len(r.products), 3)
+        self.assertTrue(r.next_page_token)
+        bad = [
+            ({"page_token": "!!"}, "page_token"),
+            ({"page_token": "AAAAAAAAAAAA"}, "page_token"),
+            ({"page_token": r.next_page_token, "sort": "price"}, "page_token"),
+            ({"page_size": 101}, "page_size"),
+            ({"page_size": -1}, "page_size"),
+            ({"sort": "cheap"}, "sort"),
+            ({"category": "nope"}, "category"),
+            ({"store": ["nope"]}, "store"),
+            ({"attribute": ["color"]}, "attribute"),
+            ({"min_price": -1}, "min_price"),
+            ({"min_price": 10, "max_price": 5}, "max_price"),
+            ({"q": "x" * 300}, "q"),
+        ]
+        for kw, field in bad:
+            kw.setdefault("q", w)
+            kw.setdefault("store", [a.id, b.id])
+            self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.search, msg_contains=field, **kw)
+
+    def test_search_follows_changes_within_a_second(self):
+        w, p, a, b, root, child, other, vmd, amd = self.seed()
+        stores = [a.id, b.id]
+        self.cat().ArchiveProduct(C().ArchiveProductRequest(id=p["p3"]), metadata=vmd, timeout=10)
+        self.assertTrue(self.wait_ids({p["p1"], p["p2"], p["p4"]}, q=w, store=stores),
+                        "archived product still found after 1 s")
+        self.cat().UpdateStore(C().UpdateStoreRequest(
+            store=C().Store(id=b.id, status=C().STORE_STATUS_SUSPENDED),
+            update_mask=FieldMask(["status"])), metadata=amd, timeout=10)
+        self.assertTrue(self.wait_ids({p["p1"], p["p2"]}, q=w, store=stores),
+                        "suspended store's product still found after 1 s")
+        n = self.new_product(vmd, a.id, title="Fresh Speaker " + w,
+                             status=C().PRODUCT_STATUS_ACTIVE)
+        self.assertTrue(self.wait_ids({p["p1"], p["p2"], n.id}, q=w, store=stores),
+                        "created product not found within 1 s")
+        self.cat().UpdateProduct(C().UpdateProductRequest(
+            product=C().Product(id=n.id, title="Renamed Speaker " + w),
+            update_mask=FieldMask(["title"])), metadata=vmd, timeout=10)
+        self.assertTrue(self.wait_ids({n.id}, q="renamed " + w, store=stores))
+        self.assertEqual(self.ids(q="fresh " + w, store=stores), [])
+
+    def test_many_changes_rebuild_the_index(self):
+        """Products changed since the last build are scored in full; once
+        they are many (64 here, and 5% of the index) the index is built
+        again from PostgreSQL, and search answers the same."""
+        _, vmd = self.user("vendor")
+        st = self.new_store(vmd)
+        w = "w" + secrets.token_hex(4)
+        builds = lambda: self.stack.log("catalog").count("search index built")
+        self.assertTrue(fixture.wait_until(lambda: self.ids_or_loading(q=w) is not None, 10, 0.05))
+        before = builds()
+        self.stack.psql("INSERT INTO catalog.products (store_id, title, price_minor, currency, "
+                        "status, stock) SELECT '%s', 'Bulk %s ' || g, g, 'EUR', 'active', 1 "
+                        "FROM generate_series(1, 70) g" % (st.id, w))
+        self.assertTrue(fixture.wait_until(
+            lambda: self.search(q=w, store=[st.id], page_size=100).total_size == 70, 5, 0.05))
+        self.assertTrue(fixture.wait_until(lambda: builds() > before, 5, 0.05), "no rebuild")
+        r = self.search(q=w, store=[st.id], page_size=100, sort="price")
+        self.assertEqual([p.price.amount_minor for p in r.products], list(range(1, 71)))
+        self.stack.psql("UPDATE catalog.products SET status = 'archived' WHERE store_id = '%s'"
+                        % st.id)
+        self.assertTrue(self.wait_ids(set(), 5, q=w, store=[st.id]))
+
+    def test_suggest(self):
+        w, p, *_ = self.seed()
+        r = self.cat().Suggest(C().SuggestRequest(prefix=w), timeout=10)
+        self.assertEqual({s.title for s in r.suggestions},
+                         {t + " " + w for t in ("Studio Headphones", "Travel Headset",
+                                                "Desk Lamp", "Headphones Stand")})
+        self.assertEqual({s.product_id for s in r.suggestions}, set(p.values()))
+        r = self.cat().Suggest(C().SuggestRequest(prefix="desk " + w[:-2]), timeout=10)
+        self.assertEqual([s.product_id for s in r.suggestions], [p["p3"]])
+        self.assertEqual(len(self.cat().Suggest(C().SuggestRequest(prefix=w, limit=2),
+                                                timeout=10).suggestions), 2)
+        for kw, field in (({"prefix": ""}, "prefix"), ({"prefix": "x" * 65}, "prefix"),
+                          ({"prefix": w, "limit": 11}, "limit")):
+            self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.cat().Suggest,
+                            C().SuggestRequest(**kw), msg_contains=field)
+
+    def test_search_through_the_edge(self):
+        w, p, a, b, *_ = self.seed()
+        st, got, raw = self.call("GET", "/v1/products:search?q=%s&store=%s&store=%s&pageSize=3"
+                                 % (w, a.id, b.id))
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(got["totalSize"], 4, raw)
+        self.assertEqual(len(got["products"]), 3)
+        self.assertTrue(got["nextPageToken"])
+        self.assertEqual(sum(c["count"] for c in got["facets"]["stores"]), 4)
+        st, got2, raw = self.call("GET", "/v1/products:search?q=%s&store=%s&store=%s&pageSize=3"
+                                  "&pageToken=%s" % (w, a.id, b.id, got["nextPageToken"]))
+        self.assertEqual(st, 200, raw)
+        self.assertEqual({x["id"] for x in got["products"] + got2["products"]}, set(p.values()))
+        st, got, raw = self.call("GET", "/v1/products:search?pageToken=!!")
+        self.assertEqual(st, 400, raw)
+        st, got, raw = self.call("GET", "/v1/products:suggest?prefix=" + w)
+        self.assertEqual(st, 200, raw)
+        self.assertEqual(len(got["suggestions"]), 4)
 
 
 class CatalogTest(StoreTests, CategoryTests, ProductTests, ReservationTests, CacheTests,
-                  RestJourneyTests, CatalogCase):
+                  RestJourneyTests, SearchTests, CatalogCase):
     """Everything that leaves the stack as it found it, on one stack (each
     stack costs a PostgreSQL initdb): ids and slugs are fresh per test."""
 
