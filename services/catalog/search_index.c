@@ -231,9 +231,7 @@ static bool build(search_index *s, PGconn *conn)
 		(void)exec_ok(conn, ok ? "COMMIT" : "ROLLBACK");
 	if (ok)
 		es_get_stats(ix, &st);
-	/* Nothing to order in an empty index (and es_optimize would hand
-	 * qsort a NULL array). */
-	if (!ok || (st.docs > 0 && es_optimize(ix) != ES_OK)) {
+	if (!ok || es_optimize(ix) != ES_OK) {
 		/* The old index (if any) stays until the listener's next
 		 * connection builds again; queries on it are no staler than
 		 * the cache that is off meanwhile. */

@@ -183,6 +183,23 @@ static bool tok_cb(const char *w, size_t n, void *arg)
 	return ++t->n < 16;
 }
 
+/* An empty index is a normal state (a new shop, a rebuild): everything
+ * works on it, optimize included. */
+static void test_empty_index(void **state)
+{
+	es_index *ix = es_create(NULL);
+	es_stats st;
+
+	(void)state;
+	assert_non_null(ix);
+	assert_int_equal(es_optimize(ix), ES_OK);
+	es_get_stats(ix, &st);
+	assert_int_equal(st.docs, 0);
+	assert_int_equal(es_remove(ix, "nope"), ES_ENOTFOUND);
+	assert_int_equal(es_optimize(ix), ES_OK);
+	es_destroy(ix);
+}
+
 static void test_tokenize(void **state)
 {
 	(void)state;
@@ -801,6 +818,7 @@ static void test_suggest(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty_index),
 		cmocka_unit_test(test_tokenize),	  cmocka_unit_test(test_exact_prefix_typo),
 		cmocka_unit_test(test_multiword_and), cmocka_unit_test(test_filters),
 		cmocka_unit_test(test_sorts),	  cmocka_unit_test(test_paging),

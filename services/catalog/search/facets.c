@@ -117,7 +117,8 @@ static int emit(es_count **out, size_t *nout, const uint64_t *counts, const name
 				return ES_ENOMEM;
 			(*out)[k++].count = counts[i];
 		}
-	qsort(*out, k, sizeof **out, count_cmp);
+	if (k > 1)
+		qsort(*out, k, sizeof **out, count_cmp);
 	*nout = k;
 	return ES_OK;
 }
@@ -152,7 +153,8 @@ static int emit_attrs(const es_index *ix, const es_query *q, const uint64_t *vc,
 			if (vc[vals->ids[j]])
 				scratch[nv++] =
 				        (es_count){ix->avals[vals->ids[j]].value, vc[vals->ids[j]]};
-		qsort(scratch, nv, sizeof *scratch, count_cmp);
+		if (nv > 1)
+			qsort(scratch, nv, sizeof *scratch, count_cmp);
 		af->distinct_values = nv;
 		af->value_count = nv < top ? nv : top;
 		af->values = arena_alloc(a, (af->value_count ? af->value_count : 1) *
@@ -167,7 +169,8 @@ static int emit_attrs(const es_index *ix, const es_query *q, const uint64_t *vc,
 		}
 	}
 	r->attr_count = fi;
-	qsort(r->attrs, fi, sizeof *r->attrs, akey_cmp);
+	if (fi > 1)
+		qsort(r->attrs, fi, sizeof *r->attrs, akey_cmp);
 	rc = ES_OK;
 out:
 	free(scratch);

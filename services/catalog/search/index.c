@@ -603,7 +603,9 @@ static int build_doc(es_index *ix, const es_doc *in, doc_t *d)
 		free(tc.refs);
 		return tc.err;
 	}
-	qsort(tc.refs, tc.n, sizeof *tc.refs, ref_cmp);
+	/* qsort may not be given a NULL array, even an empty one. */
+	if (tc.n > 1)
+		qsort(tc.refs, tc.n, sizeof *tc.refs, ref_cmp);
 	size_t nterms = 0;
 	for (size_t i = 0; i < tc.n; i++)
 		if (i == 0 || tc.refs[i].term != tc.refs[i - 1].term)
@@ -833,7 +835,8 @@ int es_optimize(es_index *ix)
 	for (uint32_t i = 0; i < ix->ndocs; i++)
 		if (ix->docs[i].pid)
 			ix->docs[n++] = ix->docs[i];
-	qsort(ix->docs, n, sizeof *ix->docs, by_static);
+	if (n > 1)
+		qsort(ix->docs, n, sizeof *ix->docs, by_static);
 	ix->ndocs = n;
 	ix->tombstones = 0;
 	ix->sorted_upto = n;

@@ -59,7 +59,8 @@ static bool merge_pending(lexicon *lx)
 	uint32_t *ns = malloc((size_t)(lx->nsorted + lx->npending) * sizeof *ns);
 	if (!ns)
 		return false;
-	qsort_r(lx->pending, lx->npending, sizeof(uint32_t), pending_cmp, lx);
+	if (lx->npending > 1)
+		qsort_r(lx->pending, lx->npending, sizeof(uint32_t), pending_cmp, lx);
 	uint32_t i = 0, j = 0, k = 0;
 	while (i < lx->nsorted && j < lx->npending) {
 		const term_t *b = &lx->terms[lx->pending[j]];

@@ -328,7 +328,8 @@ static bool resolve(const es_index *ix, const es_query *q, qwords *w, arena *tmp
 			all = false;
 			continue;
 		}
-		qsort(t->vars, k, sizeof *t->vars, var_cmp);
+		if (k > 1)
+			qsort(t->vars, k, sizeof *t->vars, var_cmp);
 		if (k == 1) {
 			t->bm = lx->terms[t->vars[0].term].docs;
 			t->owned = false;

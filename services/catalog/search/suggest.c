@@ -198,7 +198,8 @@ int es_suggest(es_index *ix, const char *prefix, size_t limit, es_suggest_result
 				cand[ncand++] = id;
 			}
 		}
-		qsort_r(cand, ncand, sizeof *cand, by_static, ix);
+		if (ncand > 1)
+			qsort_r(cand, ncand, sizeof *cand, by_static, ix);
 		size_t got = 0;
 		bool retry = false;
 		for (size_t i = 0; i < ncand && got < limit; i++) {
