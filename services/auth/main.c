@@ -26,7 +26,7 @@
 #include "services/common/config.h"
 #include "services/common/deps.h"
 #include "services/common/clientaddr.h"
-#include "services/common/metrics_http.h"
+#include "services/common/serve.h"
 #include "services/common/redis.h"
 #include "throttle.h"
 
@@ -179,7 +179,6 @@ int main(void)
 	throttle *th = NULL;
 	auth_service *svc = NULL;
 	deps_watch *watch = NULL;
-	svc_metrics *metrics = NULL;
 	trusted_nets *proxies = NULL;
 	char err[512], addr[300], account_addr[300], token_addr[300];
 	int rc = 1, lidx;
@@ -290,39 +289,20 @@ int main(void)
 		rpc_log(RPC_LOG_ERROR, "main", "cannot create the dependency watcher");
 		goto out;
 	}
-	if (rpc_server_start(srv) != 0) {
-		rpc_log(RPC_LOG_ERROR, "main", "cannot start the server");
-		goto out;
-	}
-	/* rpc_server_start marks everything SERVING: take that back until
-	 * the watcher's first round (run synchronously by deps_watch_start)
-	 * has seen every dependency answer. */
-	rpc_server_set_health(srv, "", RPC_HEALTH_NOT_SERVING);
-	rpc_server_set_health(srv, SERVICE_NAME, RPC_HEALTH_NOT_SERVING);
-	if (deps_watch_start(watch) != 0) {
-		rpc_log(RPC_LOG_ERROR, "main", "cannot start the dependency watcher");
-		rpc_server_shutdown(srv);
-		rpc_server_wait(srv);
-		goto out;
-	}
-	if (svc_metrics_open(srv, cfg.listen_host, cfg.metrics_port,
-			     rpc_server_port(srv, lidx), &metrics) != 0) {
-		rpc_server_shutdown(srv);
-		rpc_server_wait(srv);
-		goto out;
-	}
-	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
-		       sizeof(addr));
-	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
-
-	rc = rpc_server_run_until_signal(srv);
-	rpc_log(RPC_LOG_INFO, "main", "stopped");
+	rc = svc_serve(&(svc_serve_opts){
+		.srv = srv,
+		.listener = lidx,
+		.listen_host = cfg.listen_host,
+		.metrics_port = cfg.metrics_port,
+		.watch = watch,
+		.not_serving_at_start = true,
+		.service_name = SERVICE_NAME,
+	});
 out:
 	/* The watcher writes health on the server and probes through the
 	 * clients: it goes first. The server's authenticator and handlers
 	 * use the clients, throttle and deny-list: they go after it. */
 	deps_watch_free(watch);
-	svc_metrics_stop(metrics);
 	rpc_server_free(srv);
 	auth_service_free(svc);
 	throttle_free(th);

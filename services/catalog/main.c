@@ -26,7 +26,7 @@
 #include "services/common/authn.h"
 #include "services/common/config.h"
 #include "services/common/deps.h"
-#include "services/common/metrics_http.h"
+#include "services/common/serve.h"
 #include "services/common/pg.h"
 
 #ifndef CATALOG_MIGRATIONS_DEFAULT_DIR
@@ -104,7 +104,6 @@ int main(void)
 	rpc_server *srv = NULL;
 	rpc_channel *token_ch = NULL;
 	deps_watch *watch = NULL;
-	svc_metrics *metrics = NULL;
 	cat_service svc = { 0 };
 	pg_schema_probe probe = { 0 };
 	char err[512], addr[300], token_addr[300];
@@ -188,41 +187,20 @@ int main(void)
 	/* Migrate before listening when the database is there, so a normal
 	 * start never shows SERVING without a schema. */
 	(void)pg_schema_probe_run(&probe);
-	if (rpc_server_start(srv) != 0) {
-		rpc_log(RPC_LOG_ERROR, "main", "cannot start the server");
-		goto out;
-	}
-	/* rpc_server_start marks everything SERVING; take that back at once
-	 * when the schema is not there yet (the watcher's first round may
-	 * wait out a connect timeout). */
-	if (!atomic_load(&svc.ready)) {
-		rpc_server_set_health(srv, "", RPC_HEALTH_NOT_SERVING);
-		rpc_server_set_health(srv, SERVICE_NAME, RPC_HEALTH_NOT_SERVING);
-	}
-	if (deps_watch_start(watch) != 0) {
-		rpc_log(RPC_LOG_ERROR, "main", "cannot start the dependency watcher");
-		rpc_server_shutdown(srv);
-		rpc_server_wait(srv);
-		goto out;
-	}
-	if (svc_metrics_open(srv, cfg.listen_host, cfg.metrics_port,
-			     rpc_server_port(srv, lidx), &metrics) != 0) {
-		rpc_server_shutdown(srv);
-		rpc_server_wait(srv);
-		goto out;
-	}
-	cfg_host_port(cfg.listen_host, rpc_server_port(srv, lidx), addr,
-		       sizeof(addr));
-	rpc_log(RPC_LOG_INFO, "main", "listening on %s", addr);
-
-	rc = rpc_server_run_until_signal(srv);
-	rpc_log(RPC_LOG_INFO, "main", "stopped");
+	rc = svc_serve(&(svc_serve_opts){
+		.srv = srv,
+		.listener = lidx,
+		.listen_host = cfg.listen_host,
+		.metrics_port = cfg.metrics_port,
+		.watch = watch,
+		.not_serving_at_start = !atomic_load(&svc.ready),
+		.service_name = SERVICE_NAME,
+	});
 out:
 	/* The watcher writes health on the server: it goes first. The
 	 * channel goes after the server, whose authenticator uses it; the
 	 * cache after the server, whose handlers use it. */
 	deps_watch_free(watch);
-	svc_metrics_stop(metrics);
 	rpc_server_free(srv);
 	rpc_channel_free(token_ch);
 	prod_cache_free(svc.cache);

@@ -18,7 +18,7 @@
 #include "rpc/server.h"
 #include "services/common/config.h"
 #include "services/common/deps.h"
-#include "services/common/metrics_http.h"
+#include "services/common/serve.h"
 #include "services/common/redis.h"
 #include "services/token/keys.h"
 #include "services/token/service.h"
@@ -138,7 +138,6 @@ int main(void)
 	token_service *svc = NULL;
 	rpc_server *srv = NULL;
 	deps_watch *deps = NULL;
-	svc_metrics *metrics = NULL;
 	token_settings set;
 	int rc = 1, li;
 
@@ -219,31 +218,19 @@ int main(void)
 		fail("out of memory");
 		goto out;
 	}
-	if (rpc_server_start(srv) != 0) {
-		fail("cannot start the server");
-		goto out;
-	}
-	/* After start, so the first probe's verdict replaces the SERVING
-	 * that rpc_server_start sets. */
-	if (deps_watch_start(deps) != 0) {
-		fail("cannot start the dependency watcher");
-		rpc_server_shutdown(srv);
-		rpc_server_wait(srv);
-		goto out;
-	}
-	if (svc_metrics_open(srv, cfg.listen_host, cfg.metrics_port,
-			     rpc_server_port(srv, li), &metrics) != 0) {
-		rpc_server_shutdown(srv);
-		rpc_server_wait(srv);
-		goto out;
-	}
-	rpc_log(RPC_LOG_INFO, "main", "listening on %s:%d", cfg.listen_host,
-		rpc_server_port(srv, li));
-	rc = rpc_server_run_until_signal(srv);
+	rc = svc_serve(&(svc_serve_opts){
+		.srv = srv,
+		.listener = li,
+		.listen_host = cfg.listen_host,
+		.metrics_port = cfg.metrics_port,
+		.watch = deps,
+		/* The watcher's first round replaces the SERVING that
+		 * rpc_server_start sets. */
+		.not_serving_at_start = false,
+	});
 out:
 	/* The watcher touches the server's health: stop it first. */
 	deps_watch_free(deps);
-	svc_metrics_stop(metrics);
 	rpc_server_free(srv);
 	token_service_free(svc);
 	tstore_free(store);
