@@ -689,6 +689,16 @@ class EdgeTrustedProxyTest(EdgeCase):
         # What the client itself wrote first does not count.
         self.assertEqual(self.login("127.0.0.1", "198.51.100.1, 203.0.113.7")[0], 429)
 
+    def test_bad_proxy_lists_stop_the_start(self):
+        for name, var in ((fixture.EDGE, "EDGE_TRUSTED_PROXIES"),
+                          ("auth", "AUTH_TRUSTED_PROXIES")):
+            env = self.stack.env(name, {var: "10.0.0.0/8, not-a-network"})
+            p = subprocess.run([fixture.binary_path(name)], env=env,
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 2, (name, p.stdout[-500:]))
+            self.assertIn(var.encode(), p.stdout + p.stderr)
+            self.assertIn(b"not-a-network", p.stdout + p.stderr)
+
     def test_header_from_an_untrusted_peer_is_ignored(self):
         for i in range(2):
             self.assertEqual(self.login("127.0.0.21", "203.0.113.%d" % (50 + i))[0], 401)
