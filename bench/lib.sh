@@ -84,7 +84,7 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 # (DB_PORT, REDIS_PORT, TOKEN_SERVICE_PORT, ...; free_ports gives fresh
 # ones, stack_up refuses any taken since). Waits up to 120 s for
 # everything to be up; sets stack_up_pid and stack_pid[NAME] (postgres,
-# redis, token, account, auth, edge).
+# redis, token, account, catalog, auth, edge).
 stack_up_pid=
 declare -gA stack_pid=()
 stack_start() {
@@ -111,7 +111,7 @@ stack_start() {
 		echo "bench: the stack did not come up in 120 s" >&2
 		return 1
 	fi
-	for n in postgres redis token account auth edge; do
+	for n in postgres redis token account catalog auth edge; do
 		stack_pid[$n]=$(cat "$state/pids/$n.pid")
 	done
 }
