@@ -15,8 +15,8 @@
  * 'catalog_reload' at COMMIT tells them to drop their cache and rebuild
  * their search index from a snapshot instead.
  *
- * Vendors sign in with ESTORE_SEED_VENDOR_PASSWORD, or a password made up
- * here and printed once.
+ * Vendors sign in with a password made up here and printed once (on
+ * stdout, with the rest of the summary).
  */
 #include <argon2.h>
 #include <errno.h>
@@ -51,7 +51,6 @@ struct config {
 	char *db_name;
 	char *catalog_migrations_dir;
 	char *account_migrations_dir;
-	char *vendor_password;
 };
 
 #define F(field) offsetof(struct config, field)
@@ -72,9 +71,6 @@ static const cfg_var config_vars[] = {
 	{ "ACCOUNT_MIGRATIONS_DIR", CFG_STRING, F(account_migrations_dir),
 	  ACCOUNT_MIGRATIONS_DEFAULT_DIR, 0, 0, false,
 	  "directory of the account service's NNN_name.sql migrations" },
-	{ "ESTORE_SEED_VENDOR_PASSWORD", CFG_STRING, F(vendor_password), "",
-	  0, 0, true,
-	  "password of the seeded vendor accounts (empty: one made up and printed)" },
 };
 #undef F
 #define N_VARS (sizeof(config_vars) / sizeof(config_vars[0]))
@@ -410,7 +406,7 @@ static int seed(const struct config *cfg, const char *conninfo,
 	size_t ncat;
 	char (*cat_ids)[SEED_UUID_LEN + 1];
 	char password[25], hash[160], err[512];
-	const char *pw = cfg->vendor_password;
+	const char *pw = password;
 	uint64_t suspended = 0, active = 0;
 	double t0 = now_s();
 	PGconn *c = NULL;
@@ -421,12 +417,9 @@ static int seed(const struct config *cfg, const char *conninfo,
 	cat_ids = calloc(ncat, sizeof(*cat_ids));
 	if (!cat_ids)
 		return 1;
-	if (!*pw) {
-		if (!make_password(password)) {
-			fprintf(stderr, PROG ": no randomness for a password\n");
-			goto out;
-		}
-		pw = password;
+	if (!make_password(password)) {
+		fprintf(stderr, PROG ": no randomness for a password\n");
+		goto out;
 	}
 	if (!hash_password(pw, hash, sizeof(hash))) {
 		fprintf(stderr, PROG ": cannot hash the vendor password\n");
@@ -496,10 +489,7 @@ static int seed(const struct config *cfg, const char *conninfo,
 		printf("vendors sign in as vendor0.seed%" PRIu64 "@example.com"
 		       " .. vendor%" PRIu64 ".seed%" PRIu64 "@example.com",
 		       seed_value, plan.vendors - 1, seed_value);
-		if (pw == password)
-			printf(" with the password %s\n", password);
-		else
-			printf(" with ESTORE_SEED_VENDOR_PASSWORD\n");
+		printf(" with the password %s\n", pw);
 	}
 	rc = 0;
 out:
