@@ -27,7 +27,9 @@
 #define COMPONENT "edge"
 #define MAX_HEADERS 16
 #define READY_TIMEOUT_MS 1000
-/* "acct:" + a token's sub (at most 79 bytes), or "ip:" + an address. */
+/* "acct:" + a token's sub (at most 79 bytes), or "login:"/"anon:" + an
+ * address: the two limits of an address are separate buckets, or a
+ * shopper's browsing would spend the budget of its logins. */
 #define RL_KEY_MAX 96
 
 struct edge_gateway {
@@ -724,7 +726,8 @@ static void start_call(edge_gateway *g, reply_ctx *rc, const edge_match *m)
 	if (c->login || token == NULL) {
 		char key[RL_KEY_MAX];
 
-		snprintf(key, sizeof(key), "ip:%s", rc->client);
+		snprintf(key, sizeof(key), "%s:%s",
+			 c->login ? "login" : "anon", rc->client);
 		c->token = token;
 		c->token_len = token_len;
 		limit(c, key, c->login ? g->cfg.rate_login_per_min :

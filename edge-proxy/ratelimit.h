@@ -65,7 +65,7 @@ typedef void (*edge_rl_done)(void *user, bool allowed, long long retry_after_ms)
 
 /*
  * Takes one token from the bucket of `key` (NUL-terminated, copied; the
- * caller names the kind, e.g. "ip:127.0.0.1" or "acct:<id>") holding
+ * caller names the kind, e.g. "login:127.0.0.1" or "acct:<id>") holding
  * `burst` tokens refilled at `per_min` a minute. `done` runs exactly
  * once: before this returns when per_min <= 0 (no limit: allowed), when
  * the key is too long (allowed: a key is ours, never the client's bytes

@@ -740,3 +740,20 @@ stack_status() {
 	fi
 	_stack_table
 }
+
+# Writes a generated catalog (estore-seed) into the stack's database:
+# the one ./estore up started, or the external DB_HOST. Running catalog
+# replicas rebuild their search index when it commits.
+stack_seed() { # estore-seed arguments...
+	_stack_config || return 1
+	local bin=$_stack_build/services/catalog/estore-seed
+	if [ ! -x "$bin" ]; then
+		_stack_err "estore-seed is not built in $_stack_build (./estore build)"
+		return 1
+	fi
+	if _stack_is_local "$DB_HOST" && ! _stack_live_pid postgres >/dev/null; then
+		_stack_err "PostgreSQL of $_stack_state is not running: start the stack with ./estore up first"
+		return 1
+	fi
+	"$bin" "$@"
+}

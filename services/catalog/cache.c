@@ -1,17 +1,12 @@
 /*
- * cache.c - the product cache and its LISTEN thread (see cache.h).
+ * cache.c - the product cache (see cache.h).
  */
 #include "cache.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <libpq-fe.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "rpc/log.h"
 
@@ -20,8 +15,6 @@
  * (the next read fills it), and memory stays fixed. */
 #define STRIPES 1024
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 
 struct entry {
 	struct entry *next;              /* hash chain */
@@ -38,18 +31,10 @@ struct prod_cache {
 	size_t max, count, n_buckets;
 	struct entry **buckets;
 	struct entry *lru_head, *lru_tail;   /* head = most recent */
-	bool on;                             /* listener connected */
+	bool on;                             /* its feed connected */
 	uint64_t epoch;                      /* bumped by every flush */
 	uint64_t gens[STRIPES];
 	uint64_t hits, misses;
-
-	/* listener */
-	char *conninfo;
-	pthread_t thread;
-	bool started;
-	int wake[2];                         /* pipe: write to stop */
-	prod_cache_hooks hooks;
-	bool has_hooks;
 };
 
 static uint64_t hash_id(const char *id)
@@ -79,7 +64,6 @@ prod_cache *prod_cache_new(size_t max_entries)
 		return NULL;
 	}
 	pthread_mutex_init(&c->lock, NULL);
-	c->wake[0] = c->wake[1] = -1;
 	return c;
 }
 
@@ -260,152 +244,68 @@ void prod_cache_get_stats(prod_cache *c, prod_cache_stats *out)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* ---- listener ------------------------------------------------------------ */
+/* ---- change feed hooks ------------------------------------------------------ */
 
-/* Waits up to ms for the stop pipe; true when asked to stop. */
-static bool wait_stop(prod_cache *c, int ms)
-{
-	struct pollfd p = { .fd = c->wake[0], .events = POLLIN };
-
-	return poll(&p, 1, ms) > 0;
-}
-
-static void handle_notices(prod_cache *c, PGconn *conn)
-{
-	PGnotify *n;
-
-	while ((n = PQnotifies(conn)) != NULL) {
-		if (strcmp(n->relname, CAT_CHANNEL_PRODUCTS) == 0) {
-			prod_cache_invalidate(c, n->extra);
-			if (c->hooks.product_changed)
-				c->hooks.product_changed(c->hooks.arg, conn,
-							 n->extra);
-		} else if (strcmp(n->relname, CAT_CHANNEL_STORES) == 0) {
-			prod_cache_invalidate_store(c, n->extra);
-			if (c->hooks.store_changed)
-				c->hooks.store_changed(c->hooks.arg, conn,
-						       n->extra);
-		}
-		PQfreemem(n);
-	}
-}
-
-/* Serves one connection until it breaks (false) or stop is asked (true). */
-static bool listen_on(prod_cache *c, PGconn *conn)
-{
-	struct pollfd p[2];
-
-	/* A hook's queries may have read notices into libpq already; they
-	 * would wait for the next packet otherwise. */
-	handle_notices(c, conn);
-	for (;;) {
-		p[0].fd = PQsocket(conn);
-		p[0].events = POLLIN;
-		p[0].revents = 0;
-		p[1].fd = c->wake[0];
-		p[1].events = POLLIN;
-		p[1].revents = 0;
-		if (p[0].fd < 0)
-			return false;
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return false;
-		}
-		if (p[1].revents)
-			return true;
-		if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
-			return false;
-		handle_notices(c, conn);
-	}
-}
-
-static void *listener_main(void *arg)
+static bool feed_connected(void *arg, PGconn *conn)
 {
 	prod_cache *c = arg;
-	int backoff = BACKOFF_MIN_MS;
-	bool warned = false;
 
-	for (;;) {
-		PGconn *conn = PQconnectdb(c->conninfo);
-		PGresult *r = NULL;
-		bool stop, listening, caught_up;
-
-		if (PQstatus(conn) == CONNECTION_OK)
-			r = PQexec(conn, CAT_LISTEN_SQL);
-		listening = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-		PQclear(r);
-		caught_up = listening &&
-			    (!c->hooks.connected ||
-			     c->hooks.connected(c->hooks.arg, conn));
-		if (!caught_up) {
-			/* A failing hook logs for itself. */
-			if (!warned && !listening)
-				rpc_log(RPC_LOG_WARN, "cache",
-					"cannot listen for changes (cache off, "
-					"retrying): %s", PQerrorMessage(conn));
-			warned = warned || !listening;
-			PQfinish(conn);
-			if (wait_stop(c, backoff))
-				break;
-			backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-							       : backoff * 2;
-			continue;
-		}
-		/* Notices sent while we were away are lost: start empty. */
-		prod_cache_set_on(c, true);
-		rpc_log(RPC_LOG_INFO, "cache", "listening for product changes; "
-			"cache on (%zu entries at most)", c->max);
-		warned = false;
-		backoff = BACKOFF_MIN_MS;
-		stop = listen_on(c, conn);
-		prod_cache_set_on(c, false);
-		PQfinish(conn);
-		if (stop)
-			break;
-		rpc_log(RPC_LOG_WARN, "cache", "change listener lost its "
-			"connection; cache off until it is back");
-	}
-	return NULL;
+	(void)conn;
+	/* Notices sent while the feed was away are lost: start empty. */
+	prod_cache_set_on(c, true);
+	rpc_log(RPC_LOG_INFO, "cache", "listening for product changes; "
+		"cache on (%zu entries at most)", c->max);
+	return true;
 }
 
-void prod_cache_set_hooks(prod_cache *c, const prod_cache_hooks *hooks)
+static void feed_disconnected(void *arg)
 {
-	c->hooks = *hooks;
-	c->has_hooks = true;
+	prod_cache_set_on(arg, false);
+	rpc_log(RPC_LOG_WARN, "cache", "cache off until the change feed is "
+		"back");
 }
 
-int prod_cache_listen(prod_cache *c, const char *conninfo)
+static void feed_product(void *arg, PGconn *conn, const char *id)
 {
-	if (c->started || (c->max == 0 && !c->has_hooks))
-		return 0;
-	c->conninfo = strdup(conninfo);
-	if (!c->conninfo || pipe2(c->wake, O_CLOEXEC) != 0)
-		return -1;
-	if (pthread_create(&c->thread, NULL, listener_main, c) != 0)
-		return -1;
-	c->started = true;
-	return 0;
+	(void)conn;
+	prod_cache_invalidate(arg, id);
+}
+
+static void feed_store(void *arg, PGconn *conn, const char *id)
+{
+	(void)conn;
+	prod_cache_invalidate_store(arg, id);
+}
+
+static bool feed_reload(void *arg, PGconn *conn)
+{
+	(void)conn;
+	prod_cache_set_on(arg, true); /* flushes */
+	return true;
+}
+
+void prod_cache_feed_hooks(prod_cache *c, cat_feed_hooks *out)
+{
+	*out = (cat_feed_hooks){
+		.name = "cache",
+		.connected = feed_connected,
+		.disconnected = feed_disconnected,
+		.product_changed = feed_product,
+		.store_changed = feed_store,
+		.reload = feed_reload,
+		.arg = c,
+	};
 }
 
 void prod_cache_free(prod_cache *c)
 {
 	if (!c)
 		return;
-	if (c->started) {
-		(void)!write(c->wake[1], "x", 1);
-		pthread_join(c->thread, NULL);
-	}
-	if (c->wake[0] >= 0) {
-		close(c->wake[0]);
-		close(c->wake[1]);
-	}
 	pthread_mutex_lock(&c->lock);
 	while (c->lru_head)
 		remove_entry(c, c->lru_head);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c->buckets);
-	free(c->conninfo);
 	free(c);
 }

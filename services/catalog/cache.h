@@ -7,16 +7,12 @@
  * read from PostgreSQL. At most `max_entries`, least recently used out
  * first.
  *
- * Staying right: a listener thread holds its own libpq connection that
- * LISTENs on 'catalog_products' and 'catalog_stores' (the triggers of
- * migrations/001_init.sql NOTIFY the id of every product inserted or
- * updated, and of every store whose status changed, at COMMIT), and drops
- * those entries. Writes made through this replica also drop their entry
- * at once, so its own callers never wait for the notice. While the
- * listener is not connected the cache is off (every read goes to SQL): a
- * change made meanwhile would go unnoticed. It reconnects with backoff,
- * and on every (re)connection the cache starts empty, since notices sent
- * while it was away are lost.
+ * Staying right: the cache reads its own change feed (feed.h) and drops
+ * the products (or the store's products) it names. Writes made through
+ * this replica also drop their entry at once, so its own callers never
+ * wait for the notice. While the feed is not connected the cache is off
+ * (every read goes to SQL): a change made meanwhile would go unnoticed;
+ * on every (re)connection and every bulk reload it starts empty.
  *
  * A read racing with a change must not put the old row back after the
  * notice dropped it: prod_cache_stamp() is taken before the SQL read and
@@ -33,34 +29,18 @@
 #include <stdint.h>
 
 #include "rpc/arena.h"
+#include "feed.h"
 #include "store_pg.h"
 
 typedef struct prod_cache prod_cache;
 
 /* max_entries 0: a cache that is always off. NULL on no memory. */
 prod_cache *prod_cache_new(size_t max_entries);
-/* Stops the listener (if started) and frees. NULL is a no-op. */
+/* After its feed has stopped. NULL is a no-op. */
 void prod_cache_free(prod_cache *c);
 
-/* Others kept current by the same change feed (the search index): called
- * on the listener thread with its connection, which they may query
- * (notices arriving meanwhile wait in libpq). `connected` runs on every
- * (re)connection after LISTEN, before any notice: what was missed while
- * away must be read again. When it returns false (say the schema is not
- * migrated yet) the listener drops the connection and tries again after
- * its backoff, cache off meanwhile. Set before prod_cache_listen. */
-struct pg_conn;
-typedef struct prod_cache_hooks {
-	bool (*connected)(void *arg, struct pg_conn *conn);
-	void (*product_changed)(void *arg, struct pg_conn *conn, const char *id);
-	void (*store_changed)(void *arg, struct pg_conn *conn, const char *id);
-	void *arg;
-} prod_cache_hooks;
-void prod_cache_set_hooks(prod_cache *c, const prod_cache_hooks *hooks);
-
-/* Starts the listener thread on `conninfo` (copied), unless there is
- * neither a cache nor hooks to keep current. Returns 0 or -1. */
-int prod_cache_listen(prod_cache *c, const char *conninfo);
+/* The hooks of the cache's change feed (cat_feed_start). */
+void prod_cache_feed_hooks(prod_cache *c, cat_feed_hooks *out);
 
 /* On a hit, the packed Product copied into the arena (*data, *len) and
  * its meta; false on a miss or while the cache is off. */
@@ -79,8 +59,8 @@ void prod_cache_put(prod_cache *c, const char *id, prod_cache_stamp stamp,
 		    const uint8_t *data, size_t len,
 		    const cat_product_meta *meta, const char *store_id);
 
-/* Turns the cache on (empty) or off (flushed). The listener does this as
- * its connection comes and goes; tests without PostgreSQL may too. */
+/* Turns the cache on (empty) or off (flushed). The feed does this as its
+ * connection comes and goes; tests without PostgreSQL may too. */
 void prod_cache_set_on(prod_cache *c, bool on);
 
 /* Drops one product. */

@@ -3,9 +3,9 @@
  * reflection) on LISTEN_HOST:CATALOG_SERVICE_PORT.
  *
  * Wiring only: configuration table → log sink, PostgreSQL pool, product
- * cache and its change listener (which also keeps the search index), token service channel (access tokens are
- * validated there), server, dependency watcher; then run until
- * SIGTERM/SIGINT.
+ * cache and search index with a change feed each, token service channel
+ * (access tokens are validated there), server, dependency watcher; then
+ * run until SIGTERM/SIGINT.
  *
  * PostgreSQL need not be up at start. The watcher's probe applies the
  * migrations first (retrying with backoff until they succeed) and only
@@ -106,6 +106,8 @@ int main(void)
 	deps_watch *watch = NULL;
 	cat_service svc = { 0 };
 	pg_schema_probe probe = { 0 };
+	cat_feed_hooks hooks;
+	cat_feed *cache_feed = NULL, *search_feed = NULL;
 	char err[512], addr[300], token_addr[300];
 	char *conninfo = NULL;
 	int rc = 1, lidx;
@@ -131,12 +133,6 @@ int main(void)
 		svc.pool = pg_pool_new(conninfo, SCHEMA, (int)cfg.db_pool_size);
 	svc.cache = prod_cache_new((size_t)cfg.cache_entries);
 	svc.search = search_index_new();
-	if (svc.cache && svc.search) {
-		prod_cache_hooks hooks;
-
-		search_index_hooks(svc.search, &hooks);
-		prod_cache_set_hooks(svc.cache, &hooks);
-	}
 	atomic_init(&svc.ready, false);
 	cfg_host_port(cfg.token_host, cfg.token_port, token_addr,
 		       sizeof(token_addr));
@@ -178,9 +174,16 @@ int main(void)
 		goto out;
 	}
 
-	/* The cache stays off until its listener is connected. */
-	if (prod_cache_listen(svc.cache, conninfo) != 0) {
-		rpc_log(RPC_LOG_ERROR, "main", "cannot start the change listener");
+	/* The cache stays off, and search answers UNAVAILABLE, until their
+	 * feeds are connected and caught up. */
+	if (cfg.cache_entries > 0) {
+		prod_cache_feed_hooks(svc.cache, &hooks);
+		cache_feed = cat_feed_start(conninfo, &hooks);
+	}
+	search_index_feed_hooks(svc.search, &hooks);
+	search_feed = cat_feed_start(conninfo, &hooks);
+	if ((cfg.cache_entries > 0 && !cache_feed) || !search_feed) {
+		rpc_log(RPC_LOG_ERROR, "main", "cannot start the change feeds");
 		goto out;
 	}
 
@@ -203,8 +206,10 @@ out:
 	deps_watch_free(watch);
 	rpc_server_free(srv);
 	rpc_channel_free(token_ch);
+	/* The feeds after the server, whose handlers read what they write. */
+	cat_feed_stop(cache_feed);
+	cat_feed_stop(search_feed);
 	prod_cache_free(svc.cache);
-	/* After the cache, whose listener thread writes the index. */
 	search_index_free(svc.search);
 	pg_pool_free(svc.pool);
 	free(conninfo);

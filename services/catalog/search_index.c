@@ -33,7 +33,7 @@ struct search_index {
 	 * the index. */
 	pthread_rwlock_t lock;
 	es_index *ix;
-	bool failing; /* listener thread only: log one failure in a row */
+	bool failing; /* feed thread only: log one failure in a row */
 };
 
 /* Category paths root first, from the top down (parents are never
@@ -232,7 +232,7 @@ static bool build(search_index *s, PGconn *conn)
 	if (ok)
 		es_get_stats(ix, &st);
 	if (!ok || es_optimize(ix) != ES_OK) {
-		/* The old index (if any) stays until the listener's next
+		/* The old index (if any) stays until the feed's next
 		 * connection builds again; queries on it are no staler than
 		 * the cache that is off meanwhile. */
 		if (!s->failing)
@@ -280,25 +280,34 @@ static void reread(search_index *s, PGconn *conn, const char *sql,
 		(void)build(s, conn);
 }
 
-static bool on_connected(void *arg, struct pg_conn *conn)
+static bool on_connected(void *arg, PGconn *conn)
 {
 	return build(arg, conn);
 }
 
-static void on_product(void *arg, struct pg_conn *conn, const char *id)
+static bool on_reload(void *arg, PGconn *conn)
+{
+	return build(arg, conn);
+}
+
+static void on_product(void *arg, PGconn *conn, const char *id)
 {
 	reread(arg, conn, DOC_SQL("WHERE p.id = $1::uuid"), id);
 }
 
-static void on_store(void *arg, struct pg_conn *conn, const char *id)
+static void on_store(void *arg, PGconn *conn, const char *id)
 {
 	reread(arg, conn, DOC_SQL("WHERE p.store_id = $1::uuid"), id);
 }
 
-void search_index_hooks(search_index *s, prod_cache_hooks *out)
+void search_index_feed_hooks(search_index *s, cat_feed_hooks *out)
 {
-	out->connected = on_connected;
-	out->product_changed = on_product;
-	out->store_changed = on_store;
-	out->arg = s;
+	*out = (cat_feed_hooks){
+		.name = "search",
+		.connected = on_connected,
+		.product_changed = on_product,
+		.store_changed = on_store,
+		.reload = on_reload,
+		.arg = s,
+	};
 }

@@ -41,16 +41,6 @@ typedef struct cat_product_meta {
 	bool store_active;
 } cat_product_meta;
 
-/* ---- change feed ---- */
-
-/* The NOTIFY channels of migrations/001_init.sql's triggers (payload: the
- * product's or store's id) and the statement that subscribes to both, for
- * the cache's listener connection (cache.c). */
-#define CAT_CHANNEL_PRODUCTS "catalog_products"
-#define CAT_CHANNEL_STORES "catalog_stores"
-#define CAT_LISTEN_SQL                                                  \
-	"LISTEN " CAT_CHANNEL_PRODUCTS "; LISTEN " CAT_CHANNEL_STORES
-
 /* ---- stores ---- */
 
 enum {

@@ -119,9 +119,15 @@ def programs(repo):
 
 def program_vars(repo, folder, common):
     """Variables one program reads: its own folder's files plus what every
-    program reads through services/common and rpc/ (`common`)."""
+    program reads through services/common and rpc/ (`common`). A subfolder
+    that builds a program of its own (services/catalog/seed) is that
+    program's, not this one's."""
+    others = [f + os.sep for f in set(programs(repo).values())
+              if f != folder and f.startswith(folder + os.sep)]
     own = {}
     for rel in c_files(repo, (folder,)):
+        if any(rel.startswith(o) for o in others):
+            continue
         for name, v in vars_in_file(repo, rel).items():
             own.setdefault(name, v)
     return {**common, **own}

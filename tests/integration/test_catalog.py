@@ -1046,6 +1046,55 @@ class SearchTests:
         self.assertTrue(self.wait_ids({n.id}, q="renamed " + w, store=stores))
         self.assertEqual(self.ids(q="fresh " + w, store=stores), [])
 
+    def test_every_replica_searches_changes_within_a_second(self):
+        """A second replica on the same database: a product created,
+        edited, restocked or archived through the first is searchable as
+        such on both within a second (each follows PostgreSQL's feed)."""
+        st = self.stack
+        st.ports["catalog-s2"] = fixture.free_port()
+        st.start_service("catalog-s2", binary=fixture.binary_path("catalog"),
+                         extra_env={"CATALOG_SERVICE_PORT": st.ports["catalog-s2"]})
+        self.addCleanup(st.assert_clean_exit, self, "catalog-s2")
+        ch = grpc.insecure_channel(st.target("catalog-s2"))
+        self.addCleanup(ch.close)
+        other = fixture.pb2_grpc("catalog").CatalogServiceStub(ch)
+
+        def found(stub, **kw):
+            try:
+                r = stub.SearchProducts(C().SearchProductsRequest(**kw), timeout=10)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    return None  # the new replica's first build
+                raise
+            return {p.id for p in r.products}
+
+        self.assertTrue(fixture.wait_until(lambda: found(other) is not None, 20, 0.05))
+        _, vmd = self.user("vendor")
+        store = self.new_store(vmd)
+        w = "r" + secrets.token_hex(4)
+
+        def everywhere(want, what, **kw):
+            for name, stub in (("this replica", self.cat()), ("the other replica", other)):
+                ok = fixture.wait_until(lambda: found(stub, store=[store.id], **kw) == want,
+                                        1.0, 0.02)
+                self.assertTrue(ok, "%s: %s not searchable within 1 s (found %r)"
+                                % (name, what, found(stub, store=[store.id], **kw)))
+
+        p = self.new_product(vmd, store.id, title="Harbour Lantern " + w, stock_quantity=0,
+                             status=C().PRODUCT_STATUS_ACTIVE)
+        everywhere({p.id}, "a created product", q=w)
+        everywhere(set(), "an out-of-stock product (in stock only)", q=w, in_stock=True)
+        self.cat().UpdateProduct(C().UpdateProductRequest(
+            product=C().Product(id=p.id, title="Harbour Beacon " + w),
+            update_mask=FieldMask(["title"])), metadata=vmd, timeout=10)
+        everywhere({p.id}, "an edit", q="beacon " + w)
+        everywhere(set(), "an edit (old title)", q="lantern " + w)
+        self.cat().AdjustStock(C().AdjustStockRequest(product_id=p.id, delta=4), metadata=vmd,
+                               timeout=10)
+        everywhere({p.id}, "a restock", q=w, in_stock=True)
+        self.cat().ArchiveProduct(C().ArchiveProductRequest(id=p.id), metadata=vmd, timeout=10)
+        everywhere(set(), "an archive", q=w)
+
     def test_many_changes_rebuild_the_index(self):
         """Products changed since the last build are scored in full; once
         they are many (64 here, and 5% of the index) the index is built

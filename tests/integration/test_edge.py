@@ -581,6 +581,18 @@ class EdgeRateLimitTest(EdgeCase):
                 return got
         self.fail("no 429 after 400 anonymous requests")
 
+    def test_browsing_spends_no_login_budget(self):
+        # One address, two buckets: a shopper who browsed a few pages can
+        # still sign in, and a login flood does not stop browsing.
+        for i in range(6):
+            got = self.call("GET", "/.well-known/jwks.json", source="127.0.0.12")
+            self.assertEqual(got[0], 200, "request %d" % (i + 1))
+        for i in range(3):
+            st, _, _, raw = self.login("127.0.0.12")
+            self.assertEqual(st, 401, "login %d: %r" % (i + 1, raw))
+        self.assertLimited(self.login("127.0.0.12"))
+        self.assertEqual(self.call("GET", "/.well-known/jwks.json", source="127.0.0.12")[0], 200)
+
     def test_login_limited_per_address(self):
         for i in range(3):
             st, _, _, raw = self.login("127.0.0.2")
@@ -595,7 +607,7 @@ class EdgeRateLimitTest(EdgeCase):
         self.assertEqual(self.login("127.0.0.3")[0], 401)
         # The bucket lives in Redis, and expires after two refills (3 a
         # minute: 2 * 60 s) of idleness.
-        ttl = int(self.stack.redis("PTTL", "edge:rl:ip:127.0.0.2"))
+        ttl = int(self.stack.redis("PTTL", "edge:rl:login:127.0.0.2"))
         self.assertGreater(ttl, 0)
         self.assertLessEqual(ttl, 120000)
 
@@ -766,7 +778,7 @@ class EdgeRateLeaseTest(EdgeCase):
         # (a few more if a lease lapsed while the machine was slow).
         self.assertLessEqual(calls, 40)
         self.assertGreaterEqual(calls, 10)
-        tokens = float(self.stack.redis("HGET", "edge:rl:ip:127.0.0.9", "tokens").decode())
+        tokens = float(self.stack.redis("HGET", "edge:rl:anon:127.0.0.9", "tokens").decode())
         # Every request's token came out of the bucket (which refills 10 a
         # second meanwhile).
         self.assertLessEqual(tokens, 600 - 160 + 10 * (time.monotonic() - t0))
