@@ -183,7 +183,7 @@ seed_catalog() {
 	local t0 t1
 	log "seeding $products products (seed $seed) with estore-seed"
 	t0=$(date +%s.%N)
-	timeout 3600 "$build/services/catalog/estore-seed" --products "$products" --seed "$seed" \
+	timeout 3600 "$build/services/catalog/seed/estore-seed" --products "$products" --seed "$seed" \
 		>"$state/seed.log" 2>&1 || { tail -20 "$state/seed.log" >&2; die "estore-seed failed"; }
 	t1=$(date +%s.%N)
 	seed_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
