@@ -91,6 +91,11 @@ def fnum(x, digits=0):
     return "{:,.{}f}".format(x, digits)
 
 
+def rate(x):
+    """req/s with the digits that matter: PostgreSQL's can be below 1."""
+    return fnum(x, 0 if x >= 100 else 1 if x >= 10 else 2)
+
+
 def met(ok):
     return "met" if ok else "NOT met"
 
@@ -121,9 +126,9 @@ def table(path):
             ratio = ""
             if p != "pg" and pg and pg["rps"] > 0:
                 ratios[(t, p)] = f["rps"] / pg["rps"]
-                ratio = fnum(ratios[(t, p)], 1) + "×"
+                ratio = fnum(ratios[(t, p)], 0) + "×"
             out.append("| %s | %s | %s | %.2f | %.2f | %d | %s |" % (
-                label if first else "", plabel, fnum(f["rps"]), f["p50"],
+                label if first else "", plabel, rate(f["rps"]), f["p50"],
                 f["p99"], f["errors"], ratio))
             first = False
             if p != "pg" and f["p99"] >= P99_TARGET_MS:
@@ -131,7 +136,7 @@ def table(path):
     rd = fig("reads/edge")
     if rd:
         out.append("| product by id | GET /v1/products/{id} via edge | %s | %.2f | %.2f | %d | |"
-                   % (fnum(rd["rps"]), rd["p50"], rd["p99"], rd["errors"]))
+                   % (rate(rd["rps"]), rd["p50"], rd["p99"], rd["errors"]))
     out.append("")
 
     errors = sum(int(d.get("errors", 0)) for s, d in r.items() if s != "env")

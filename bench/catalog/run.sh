@@ -5,7 +5,7 @@
 #
 #   bench/catalog/run.sh [--products N] [--seed S] [--duration S]
 #                        [--warmup S] [--clients N] [--queries N]
-#                        [--reseed] [--keep]
+#                        [--types T,...] [--reseed] [--keep]
 #
 # Builds the services, estore-seed and catalog_bench (Release, build-bench/);
 # starts PostgreSQL (tuned to hold the catalog in memory), Redis, token,
@@ -20,9 +20,11 @@
 # default 2 s): SearchProducts over gRPC (catalog_bench, our channel),
 # GET /v1/products:search through the edge (wrk), the equivalent SQL in
 # PostgreSQL (pgbench); then GET /v1/products/{id} through the edge.
-# --queries sets the distinct queries per type (default 8). Everything it
-# started is stopped on exit or Ctrl-C; results and the report stay in
-# bench/.build/catalog/results/<date-time>/ (--keep also keeps the logs).
+# --queries sets the distinct queries per type (default 8); --types measures
+# only those (common, word, two, typo, prefix, filtered, facets, reads).
+# Everything it started is stopped on exit or Ctrl-C; results and the
+# report stay in bench/.build/catalog/results/<date-time>/ (--keep also
+# keeps the logs).
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,9 +44,10 @@ clients=16
 nqueries=8
 reseed=0
 keep=0
+only=
 
 usage() {
-	sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 	exit "${1:-2}"
 }
 log() { printf '[%s] bench catalog: %s\n' "$(date +%T)" "$*" >&2; }
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
 	--warmup) warmup=${2:?}; shift 2 ;;
 	--clients) clients=${2:?}; shift 2 ;;
 	--queries) nqueries=${2:?}; shift 2 ;;
+	--types) only=${2:?}; shift 2 ;;
 	--reseed) reseed=1; shift ;;
 	--keep) keep=1; shift ;;
 	-h | --help) usage 0 ;;
@@ -69,6 +73,10 @@ for v in products duration clients nqueries; do
 done
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed expects a non-negative integer"
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup expects a non-negative integer"
+for t in ${only//,/ }; do
+	[[ " ${types[*]} reads " == *" $t "* ]] || die "--types: unknown type $t"
+done
+wanted() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 ((duration <= 600 && warmup <= 60 && clients <= 1024 && nqueries <= 64)) ||
 	die "at most --duration 600, --warmup 60, --clients 1024, --queries 64"
 
@@ -354,13 +362,16 @@ main() {
 
 	log "measuring: $clients clients, ${duration} s a run after ${warmup} s of warm-up"
 	for t in "${types[@]}"; do
+		wanted "$t" || continue
 		log "$t"
 		run_grpc "$t"
 		run_wrk "$t/edge" "$qdir/$t.paths"
 		run_pg "$t"
 	done
-	log "product reads by id"
-	run_wrk reads/edge "$qdir/reads.paths"
+	if wanted reads; then
+		log "product reads by id"
+		run_wrk reads/edge "$qdir/reads.paths"
+	fi
 
 	local sizes settings
 	sizes=$(bpsql -F ' ' -c "SELECT string_agg(format('%s %s', c.relname,
