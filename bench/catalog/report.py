@@ -6,6 +6,7 @@ TYPE/PATH (PATH: grpc, edge or pg); wrk's output is read by
 bench/edge/report.py, which prints the same keys.
 
   report.py grpc FILE SUBJECT           catalog_bench's output
+  report.py wrkbytes FILE SUBJECT       wrk's output -> bytes read a response
   report.py pgbench OUT LOGDIR SUBJECT  pgbench's output and its --log files
                                         (latency of every transaction)
   report.py table RESULTS               results.tsv -> the table and targets
@@ -42,6 +43,15 @@ def parse_grpc(path, subject):
                  "p50_us": "%.0f" % (float(kv["p50_ms"]) * 1e3),
                  "p99_us": "%.0f" % (float(kv["p99_ms"]) * 1e3)}
     emit(subject, d)
+
+
+def parse_wrk_bytes(path, subject):
+    size = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"\s*(\d+) requests in [^,]*, ([0-9.]+)(B|KB|MB|GB) read", line)
+        if m and int(m.group(1)) > 0:
+            emit(subject, {"bytes_per_resp": "%.0f" % (
+                float(m.group(2)) * size[m.group(3)] / int(m.group(1)))})
 
 
 def nearest_rank(sorted_v, p):
@@ -112,8 +122,8 @@ def table(path):
         return {"rps": float(d["rps"]), "p50": float(d["p50_us"]) / 1e3,
                 "p99": float(d["p99_us"]) / 1e3, "errors": int(d.get("errors", 0))}
 
-    out.append("| query | path | req/s | p50 ms | p99 ms | errors | req/s vs PostgreSQL |")
-    out.append("|---|---|---:|---:|---:|---:|---:|")
+    out.append("| query | path | req/s | p50 ms | p99 ms | errors | req/s vs PostgreSQL | bytes/response |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
     misses = []
     ratios = {}
     for t, label in TYPES:
@@ -127,16 +137,19 @@ def table(path):
             if p != "pg" and pg and pg["rps"] > 0:
                 ratios[(t, p)] = f["rps"] / pg["rps"]
                 ratio = fnum(ratios[(t, p)], 0) + "×"
-            out.append("| %s | %s | %s | %.2f | %.2f | %d | %s |" % (
+            size = r.get("%s/%s" % (t, p), {}).get("bytes_per_resp", "")
+            out.append("| %s | %s | %s | %.2f | %.2f | %d | %s | %s |" % (
                 label if first else "", plabel, rate(f["rps"]), f["p50"],
-                f["p99"], f["errors"], ratio))
+                f["p99"], f["errors"], ratio, fnum(float(size)) if size else ""))
             first = False
             if p != "pg" and f["p99"] >= P99_TARGET_MS:
                 misses.append("%s %s p99 %.2f ms" % (label, plabel, f["p99"]))
     rd = fig("reads/edge")
     if rd:
-        out.append("| product by id | GET /v1/products/{id} via edge | %s | %.2f | %.2f | %d | |"
-                   % (rate(rd["rps"]), rd["p50"], rd["p99"], rd["errors"]))
+        size = r["reads/edge"].get("bytes_per_resp", "")
+        out.append("| product by id | GET /v1/products/{id} via edge | %s | %.2f | %.2f | %d | | %s |"
+                   % (rate(rd["rps"]), rd["p50"], rd["p99"], rd["errors"],
+                      fnum(float(size)) if size else ""))
     out.append("")
 
     errors = sum(int(d.get("errors", 0)) for s, d in r.items() if s != "env")
@@ -172,6 +185,8 @@ def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "grpc" and len(sys.argv) == 4:
         parse_grpc(sys.argv[2], sys.argv[3])
+    elif cmd == "wrkbytes" and len(sys.argv) == 4:
+        parse_wrk_bytes(sys.argv[2], sys.argv[3])
     elif cmd == "pgbench" and len(sys.argv) == 5:
         parse_pgbench(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "table" and len(sys.argv) == 3:

@@ -232,6 +232,7 @@ run_wrk() { # subject paths-file
 	BENCH_PATHS=$paths timeout $((duration + 30)) wrk -d "$duration" "${args[@]}" \
 		>"$out" 2>&1 || log "WARNING: $subject: wrk failed: $(tail -1 "$out")"
 	/usr/bin/python3 "$root/bench/edge/report.py" wrk "$out" "$subject" >>"$results"
+	/usr/bin/python3 "$bench_dir/report.py" wrkbytes "$out" "$subject" >>"$results"
 	log "  $subject: $(grep -E '^Requests/sec' "$out" | tr -s ' '), p99 $(awk '$1 == "99%" { print $2 }' "$out")"
 }
 
