@@ -18,7 +18,9 @@ Types (the order they are measured in):
   word      one mid-frequency word (in 0.1-1 % of the products)
   two       two words from one real title, both required
   typo      a frequent word with one edit (deleted, swapped, replaced or
-            inserted letter) that is no word of the catalog nor a prefix of one
+            inserted letter) that is no word of the catalog nor a prefix of
+            one; PostgreSQL corrects it with pg_trgm against the catalog's
+            words (bench.lexicon), then searches as for a word
   prefix    the first four letters of a frequent word
   filtered  a word in the category subtree (depth 2) where it is most found,
             within the middle half of its prices, in stock only
@@ -93,11 +95,19 @@ class Query:
         return "/v1/products:search?" + urllib.parse.urlencode(
             p, quote_via=urllib.parse.quote)
 
-    def where(self):
+    def tsquery(self):
         if self.kind == "typo":
-            w = ["%s <%% title" % lit(self.q)]
-        else:
-            w = ["tsv @@ " + tsq(engine_words(self.q), self.prefix)]
+            # PostgreSQL's way (the pg_trgm documentation's, with FTS): the
+            # catalog word most similar by trigrams, the most frequent
+            # among equals, then an ordinary search for it; an InitPlan
+            # run once a query.
+            return ("(SELECT to_tsquery('simple', word) FROM bench.lexicon "
+                    "WHERE word %% %s ORDER BY similarity(word, %s) DESC, ndoc DESC, "
+                    "word LIMIT 1)" % (lit(self.q), lit(self.q)))
+        return tsq(engine_words(self.q), self.prefix)
+
+    def where(self):
+        w = ["tsv @@ " + self.tsquery()]
         if self.subtree:
             w.append("category_id = ANY('{%s}'::uuid[])" % ",".join(self.subtree))
         if self.min_price:
@@ -115,10 +125,7 @@ class Query:
                     "WHERE %s GROUP BY GROUPING SETS ((category_id), (store_id), "
                     "(width_bucket(price_minor, '%s'::bigint[])));"
                     % (PRICE_BOUNDS, self.where(), PRICE_BOUNDS))
-        if self.kind == "typo":
-            rank = "word_similarity(%s, title)" % lit(self.q)
-        else:
-            rank = "ts_rank(tsv, %s)" % tsq(engine_words(self.q), self.prefix)
+        rank = "ts_rank(tsv, %s)" % self.tsquery()
         return ("SELECT p.id, p.store_id, p.title, p.description, p.category_id, "
                 "p.price_minor, p.currency, p.attributes, p.image_urls, p.stock, "
                 "p.rating_average, p.rating_count FROM (SELECT id, %s AS rank "
