@@ -191,7 +191,7 @@ seed_catalog() {
 	local t0 t1
 	log "seeding $products products (seed $seed) with estore-seed"
 	t0=$(date +%s.%N)
-	timeout 3600 "$build/services/catalog/seed/estore-seed" --products "$products" --seed "$seed" \
+	timeout --foreground 3600 "$build/services/catalog/seed/estore-seed" --products "$products" --seed "$seed" \
 		>"$state/seed.log" 2>&1 || { tail -20 "$state/seed.log" >&2; die "estore-seed failed"; }
 	t1=$(date +%s.%N)
 	seed_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
@@ -224,9 +224,12 @@ build_fts() {
 
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 
+# Load generators run under `timeout --foreground`: in the terminal's
+# process group, so that Ctrl-C stops them at once too.
+
 run_grpc() { # type
 	local t=$1 out=$res/$1.grpc.out
-	timeout $((warmup + duration + 60)) "$build/bench/catalog_bench" \
+	timeout --foreground $((warmup + duration + 60)) "$build/bench/catalog_bench" \
 		--target "127.0.0.1:$CATALOG_SERVICE_PORT" --queries "$qdir/$t.tsv" \
 		--concurrency "$clients" --duration "$duration" --warmup "$warmup" \
 		>"$out" 2>&1 || log "WARNING: $t via gRPC: $(tail -1 "$out")"
@@ -241,10 +244,10 @@ run_wrk() { # subject paths-file
 	local -a args=(-t 1 -c "$clients" --latency --timeout 30s -s "$bench_dir/paths.lua"
 		"http://127.0.0.1:$EDGE_PORT")
 	if ((warmup > 0)); then
-		BENCH_PATHS=$paths timeout $((warmup + 30)) wrk -d "$warmup" "${args[@]}" \
+		BENCH_PATHS=$paths timeout --foreground $((warmup + 30)) wrk -d "$warmup" "${args[@]}" \
 			>"$out.warmup" 2>&1 || log "WARNING: $subject: warm-up wrk failed"
 	fi
-	BENCH_PATHS=$paths timeout $((duration + 30)) wrk -d "$duration" "${args[@]}" \
+	BENCH_PATHS=$paths timeout --foreground $((duration + 30)) wrk -d "$duration" "${args[@]}" \
 		>"$out" 2>&1 || log "WARNING: $subject: wrk failed: $(tail -1 "$out")"
 	/usr/bin/python3 "$root/bench/edge/report.py" wrk "$out" "$subject" >>"$results"
 	/usr/bin/python3 "$bench_dir/report.py" wrkbytes "$out" "$subject" >>"$results"
@@ -259,12 +262,12 @@ run_pg() { # type
 	local -a args=(-n -c "$clients" -j 2 "${scripts[@]}")
 	mkdir -p "$logs"
 	if ((warmup > 0)); then
-		timeout $((warmup + 120)) "${pg_env[@]}" "$pg_bin/pgbench" "${args[@]}" -T "$warmup" \
+		timeout --foreground $((warmup + 120)) "${pg_env[@]}" "$pg_bin/pgbench" "${args[@]}" -T "$warmup" \
 			>"$out.warmup" 2>&1 || log "WARNING: $t: warm-up pgbench failed"
 	fi
 	# pgbench waits for the transactions in flight when time is up: a
 	# slow query at most adds its own latency.
-	(cd "$logs" && timeout $((duration + 120)) "${pg_env[@]}" "$pg_bin/pgbench" "${args[@]}" \
+	(cd "$logs" && timeout --foreground $((duration + 120)) "${pg_env[@]}" "$pg_bin/pgbench" "${args[@]}" \
 		-T "$duration" --log) >"$out" 2>&1 || log "WARNING: $t: pgbench failed: $(tail -1 "$out")"
 	/usr/bin/python3 "$bench_dir/report.py" pgbench "$out" "$logs" "$t/pg" >>"$results"
 	log "  $t, PostgreSQL: $(grep -E '^tps' "$out" || echo failed)"
