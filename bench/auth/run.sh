@@ -47,7 +47,7 @@ log "building (Release, $build)"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$root/bench/.build/auth-configure.log" 2>&1 ||
 	{ cat "$root/bench/.build/auth-configure.log" >&2; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target estore-token estore-account \
-	estore-auth estore-edge estore-health auth_bench >"$root/bench/.build/auth-build.log" 2>&1 ||
+	estore-catalog estore-auth estore-edge estore-health auth_bench >"$root/bench/.build/auth-build.log" 2>&1 ||
 	{ tail -40 "$root/bench/.build/auth-build.log" >&2; exit 1; }
 bench_bin=$build/bench/auth_bench
 

@@ -97,7 +97,7 @@ build_services() {
 	cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$build/../stack-configure.log" 2>&1 ||
 		{ cat "$build/../stack-configure.log" >&2; die "cmake configure failed"; }
 	cmake --build "$build" -j "$(nproc)" --target estore-token estore-account \
-		estore-auth estore-edge estore-health >"$build/../stack-build.log" 2>&1 ||
+		estore-catalog estore-auth estore-edge estore-health >"$build/../stack-build.log" 2>&1 ||
 		{ tail -40 "$build/../stack-build.log" >&2; die "build failed"; }
 }
 
