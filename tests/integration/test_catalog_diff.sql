@@ -181,7 +181,8 @@ BEGIN
     -- at most 3.
     CREATE TEMP TABLE correction ON COMMIT DROP AS
         WITH todo AS (
-            SELECT w.*, CASE WHEN w.len >= 8 THEN 2 WHEN w.len >= 4 THEN 1 ELSE 0 END AS maxd
+            SELECT w.*, CASE WHEN w.len >= 8 THEN 2 WHEN w.len >= 4 THEN 1 ELSE 0 END AS maxd,
+                   searchdiff.bytes(w.word) AS b
             FROM qword w
             WHERE NOT EXISTS (SELECT 1 FROM variant v WHERE v.qid = w.qid AND v.pos = w.pos)),
         -- Levenshtein first: far cheaper, and OSA <= d needs it <= 2d.
@@ -190,7 +191,7 @@ BEGIN
             FROM todo t JOIN lex l
               ON l.len >= 4 AND abs(l.len - t.len) <= t.maxd AND l.word <> t.word
             WHERE t.maxd > 0
-              AND levenshtein_less_equal(searchdiff.bytes(t.word), l.b, 2 * t.maxd)
+              AND levenshtein_less_equal(t.b, l.b, 2 * t.maxd)
                   <= 2 * t.maxd),
         dist AS (
             SELECT c.*, searchdiff.osa(convert_to(c.qw, 'UTF8'), convert_to(c.word, 'UTF8')) AS d
@@ -205,14 +206,27 @@ BEGIN
     INSERT INTO variant SELECT qid, pos, word, 'typo' FROM correction;
     ANALYZE variant;
 
-    -- Matches: every word matched by some variant ...
+    -- Matches: every word matched by some variant. The candidates are the
+    -- products of the word with the fewest postings; each is kept when
+    -- every word of the query has a variant in it ...
+    CREATE INDEX ON variant (qid, pos);
+    CREATE INDEX ON doc_word (n, word);
     CREATE TEMP TABLE word_hit ON COMMIT DROP AS
-        WITH need AS (SELECT qid, count(*) AS words FROM qword GROUP BY qid),
-        by_pos AS (
-            SELECT DISTINCT v.qid, v.pos, dw.n
-            FROM variant v JOIN doc_word dw ON dw.word = v.term)
-        SELECT b.qid, b.n FROM by_pos b JOIN need USING (qid)
-        GROUP BY b.qid, b.n, need.words HAVING count(*) = need.words;
+        WITH size AS (
+            SELECT v.qid, v.pos, sum(l.df) AS postings
+            FROM variant v JOIN lex l ON l.word = v.term GROUP BY v.qid, v.pos),
+        rarest AS (
+            SELECT DISTINCT ON (qid) qid, pos FROM size ORDER BY qid, postings, pos),
+        cand AS (
+            SELECT DISTINCT r.qid, dw.n
+            FROM rarest r JOIN variant v ON v.qid = r.qid AND v.pos = r.pos
+            JOIN doc_word dw ON dw.word = v.term)
+        SELECT c.qid, c.n FROM cand c
+        WHERE NOT EXISTS (
+            SELECT 1 FROM qword w WHERE w.qid = c.qid
+              AND NOT EXISTS (SELECT 1 FROM variant v JOIN doc_word dw
+                                ON dw.word = v.term AND dw.n = c.n
+                              WHERE v.qid = w.qid AND v.pos = w.pos));
     ANALYZE word_hit;
     -- ... (every product when there are no words), then every filter.
     CREATE TEMP TABLE hit ON COMMIT DROP AS
