@@ -218,12 +218,12 @@ BEGIN
         rarest AS (
             SELECT DISTINCT ON (qid) qid, pos FROM size ORDER BY qid, postings, pos),
         cand AS (
-            SELECT DISTINCT r.qid, dw.n
+            SELECT DISTINCT r.qid, r.pos, dw.n
             FROM rarest r JOIN variant v ON v.qid = r.qid AND v.pos = r.pos
             JOIN doc_word dw ON dw.word = v.term)
         SELECT c.qid, c.n FROM cand c
         WHERE NOT EXISTS (
-            SELECT 1 FROM qword w WHERE w.qid = c.qid
+            SELECT 1 FROM qword w WHERE w.qid = c.qid AND w.pos <> c.pos
               AND NOT EXISTS (SELECT 1 FROM variant v JOIN doc_word dw
                                 ON dw.word = v.term AND dw.n = c.n
                               WHERE v.qid = w.qid AND v.pos = w.pos));
