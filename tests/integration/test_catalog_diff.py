@@ -43,6 +43,9 @@ N_QUERIES = 2_000
 PAGE_ALL_UP_TO = 500
 PAGE_SIZE = 100  # the largest the service allows
 SORTS = ("", "relevance", "price", "-price", "newest", "rating")
+# The service's price facet bounds (services/catalog/service.c): some
+# prices and price filters sit on them and one off.
+PRICE_BOUNDS = (0, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
 
 def C():
@@ -183,7 +186,7 @@ class Catalog:
                    else rng.choice(roots) if r < 0.97 else None)
             r = rng.random()
             if r < 0.08:
-                price = rng.choice(fixture_price_bounds())
+                price = rng.choice(PRICE_BOUNDS)
                 price = max(0, price + rng.choice((-1, 0, 0, 1)))
             else:
                 price = int(math.exp(rng.uniform(math.log(50), math.log(300000))))
@@ -229,11 +232,6 @@ class Catalog:
                                            time.gmtime(1767225600 - p["age_days"] * 86400))))
         lines += ["\\.", "COMMIT;", "ANALYZE;"]
         return "\n".join(lines) + "\n"
-
-
-def fixture_price_bounds():
-    # The service's price facet bounds (services/catalog/service.c).
-    return (0, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
 
 # ---- the queries ----------------------------------------------------------
@@ -294,7 +292,7 @@ def make_queries(cat, n, seed):
             attr_values.setdefault(k, {}).setdefault(v, 0)
             attr_values[k][v] += 1
     attr_values = {k: sorted(v, key=lambda x: (-v[x], x)) for k, v in attr_values.items()}
-    bounds = fixture_price_bounds()
+    bounds = PRICE_BOUNDS
 
     def misspell(w, edits):
         out = w
