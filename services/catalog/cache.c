@@ -15,7 +15,6 @@
  * (the next read fills it), and memory stays fixed. */
 #define STRIPES 1024
 
-
 struct entry {
 	struct entry *next;              /* hash chain */
 	struct entry *lru_prev, *lru_next;
@@ -258,11 +257,10 @@ static bool feed_connected(void *arg, PGconn *conn)
 	return true;
 }
 
+/* The feed logs a lost connection; reads go to SQL until it is back. */
 static void feed_disconnected(void *arg)
 {
 	prod_cache_set_on(arg, false);
-	rpc_log(RPC_LOG_WARN, "cache", "cache off until the change feed is "
-		"back");
 }
 
 static void feed_product(void *arg, PGconn *conn, const char *id)

@@ -169,7 +169,12 @@ int main(void)
 	probe.migrations_dir = cfg.migrations_dir;
 	probe.ready = &svc.ready;
 	watch = deps_watch_new(srv, health_names, 1);
-	if (!watch || deps_watch_add(watch, "postgres", pg_schema_probe_run, &probe) != 0) {
+	/* Not ready until its search index is: a replica that starts beside
+	 * a large catalog takes no traffic while it builds (about 30 s for
+	 * a million products). Later rebuilds keep answering from the old
+	 * index meanwhile. */
+	if (!watch || deps_watch_add(watch, "postgres", pg_schema_probe_run, &probe) != 0 ||
+	    deps_watch_add(watch, "search index", search_index_ready, svc.search) != 0) {
 		rpc_log(RPC_LOG_ERROR, "main", "cannot create the dependency watcher");
 		goto out;
 	}
@@ -196,7 +201,8 @@ int main(void)
 		.listen_host = cfg.listen_host,
 		.metrics_port = cfg.metrics_port,
 		.watch = watch,
-		.not_serving_at_start = !atomic_load(&svc.ready),
+		.not_serving_at_start = !atomic_load(&svc.ready) ||
+					!search_index_ready(svc.search),
 		.service_name = SERVICE_NAME,
 	});
 out:

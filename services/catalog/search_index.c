@@ -92,6 +92,17 @@ es_index *search_index_get(search_index *s)
 	return s->ix;
 }
 
+bool search_index_ready(void *arg)
+{
+	search_index *s = arg;
+	bool ready;
+
+	pthread_rwlock_rdlock(&s->lock);
+	ready = s->ix != NULL;
+	pthread_rwlock_unlock(&s->lock);
+	return ready;
+}
+
 void search_index_put(search_index *s)
 {
 	pthread_rwlock_unlock(&s->lock);

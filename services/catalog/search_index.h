@@ -30,6 +30,10 @@ void search_index_free(search_index *s);
 /* The hooks of the index's change feed (cat_feed_start). */
 void search_index_feed_hooks(search_index *s, cat_feed_hooks *out);
 
+/* True once the first build has finished (a dependency probe: a replica
+ * takes traffic only when it can search). */
+bool search_index_ready(void *s);
+
 /* The current index, held until search_index_put (a rebuild waits for
  * it before freeing the old one); NULL while the first build runs (then
  * no put). */

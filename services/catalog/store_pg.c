@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rpc/log.h"
 #include "services/common/pgcall.h"
@@ -549,6 +550,55 @@ rpc_code cat_product_get(pg_pool *pool, rpc_ctx *ctx, const char *id,
 
 	return one_product(pool, ctx, "get product", sql, 1, p, NULL, out,
 			   meta);
+}
+
+rpc_code cat_product_get_many(pg_pool *pool, rpc_ctx *ctx,
+			      const char *const *ids, size_t n,
+			      cat_product **out, cat_product_meta *meta,
+			      bool *found)
+{
+	static const char sql[] =
+		"SELECT " PRODUCT_COLS " FROM catalog.products p "
+		"JOIN catalog.stores s ON s.id = p.store_id "
+		"WHERE p.id = ANY($1::uuid[])";
+	rpc_arena *a = rpc_ctx_arena(ctx);
+	char *list = rpc_arena_alloc(a, n * 37 + 3), *at = list;
+	const char *p[1] = { list };
+	rpc_code code;
+	PGconn *conn;
+	PGresult *r;
+
+	if (!list)
+		return oom(ctx);
+	/* An array literal: canonical UUIDs need no quoting. */
+	*at++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		found[i] = false;
+		at += sprintf(at, "%s%s", i ? "," : "", ids[i]);
+	}
+	*at++ = '}';
+	*at = '\0';
+	if (!(conn = acquire(pool, ctx, &code)))
+		return code;
+	r = exec(conn, ctx, "get products", sql, 1, p, NULL, &code);
+	pg_release(pool, conn);
+	if (!r)
+		return code;
+	code = RPC_OK;
+	for (int row = 0; row < PQntuples(r) && code == RPC_OK; row++) {
+		const char *id = PQgetvalue(r, row, 0);
+
+		for (size_t i = 0; i < n; i++) {
+			if (found[i] || strcasecmp(ids[i], id) != 0)
+				continue;
+			if (!row_to_product(r, row, a, out[i], &meta[i]))
+				code = oom(ctx);
+			found[i] = code == RPC_OK;
+			break;
+		}
+	}
+	PQclear(r);
+	return code;
 }
 
 rpc_code cat_product_meta_get(pg_pool *pool, rpc_ctx *ctx, const char *id,

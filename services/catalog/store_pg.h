@@ -97,6 +97,14 @@ rpc_code cat_product_create(pg_pool *pool, rpc_ctx *ctx,
 rpc_code cat_product_get(pg_pool *pool, rpc_ctx *ctx, const char *id,
 			 cat_product *out, cat_product_meta *meta);
 
+/* Several by id in one statement (a search page): out[i] and meta[i] are
+ * filled for each ids[i] found (found[i] true), ids being canonical
+ * UUIDs; out[i] must be initialised. Missing ids are not an error. */
+rpc_code cat_product_get_many(pg_pool *pool, rpc_ctx *ctx,
+			      const char *const *ids, size_t n,
+			      cat_product **out, cat_product_meta *meta,
+			      bool *found);
+
 /* Only the meta (for write authorisation); NOT_FOUND when no product. */
 rpc_code cat_product_meta_get(pg_pool *pool, rpc_ctx *ctx, const char *id,
 			      cat_product_meta *meta);

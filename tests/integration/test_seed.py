@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import fixture
 
@@ -155,6 +156,37 @@ class SeedTest(fixture.StackTestCase):
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("seed 11 is in this database already", r.stderr)
         self.assertEqual(self.count("SELECT count(*) FROM catalog.products"), PRODUCTS)
+
+    def test_a_replica_serves_once_its_index_is_built(self):
+        # Hold the index build back: a lock on the products table stops
+        # the new replica's snapshot read, while PostgreSQL itself answers.
+        st = self.stack
+        locker = subprocess.Popen(
+            [os.path.join(fixture.PG_BIN, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+             "-h", st.net.addr("postgres"), "-p", str(st.db_port), "-U", "estore", "-d", "estore"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: locker.poll() is None and locker.kill())
+        locker.stdin.write("BEGIN;\nLOCK TABLE catalog.products IN ACCESS EXCLUSIVE MODE;\n"
+                           "SELECT 'locked';\n")
+        locker.stdin.flush()
+        self.assertEqual(locker.stdout.readline().strip(), "locked")
+        st.ports["catalog-r"] = fixture.free_port()
+        st.start_service("catalog-r", binary=fixture.binary_path("catalog"), wait="listening",
+                         extra_env={"CATALOG_SERVICE_PORT": st.ports["catalog-r"]})
+        self.addCleanup(st.assert_clean_exit, self, "catalog-r")
+        service = "estore.catalog.v1.CatalogService"
+        for _ in range(10):
+            self.assertEqual(st.health("catalog-r", service=service), "NOT_SERVING")
+            self.assertEqual(st.health("catalog-r", service="liveness"), "SERVING")
+            time.sleep(0.1)
+        locker.stdin.write("COMMIT;\n")
+        locker.stdin.close()
+        self.assertEqual(locker.wait(timeout=10), 0)
+        locker.stdout.close()
+        locker.stderr.close()
+        self.assertTrue(fixture.wait_until(
+            lambda: st.health("catalog-r", service=service) == "SERVING", 15, 0.1),
+            "the replica never turned SERVING once its index could be built")
 
     def test_the_same_seed_gives_the_same_rows(self):
         prints = []

@@ -281,6 +281,46 @@ static void test_exact_prefix_typo(void **state)
 	es_destroy(ix);
 }
 
+/* More words at the smallest distance than the correction step looks at
+ * in one go (a dense family of product codes): the corrections are still
+ * the most frequent of all of them, wherever the lookup meets them. */
+static void test_typo_many_candidates(void **state)
+{
+	(void)state;
+	es_index *ix = es_create(NULL);
+	assert_non_null(ix);
+	/* Every substitution of one letter of "kqzv": 4 x 25 words, one
+	 * product each; three of the last position's get more products. */
+	const char *boost[3] = {"kqzb", "kqzc", "kqzd"};
+	int id = 0;
+	for (int pos = 0; pos < 4; pos++)
+		for (char c = 'a'; c <= 'z'; c++) {
+			char w[5] = "kqzv";
+			if (w[pos] == c)
+				continue;
+			w[pos] = c;
+			int copies = 1;
+			for (int b = 0; b < 3; b++)
+				if (strcmp(w, boost[b]) == 0)
+					copies = 5 - b;
+			for (int k = 0; k < copies; k++) {
+				char pid[16];
+				snprintf(pid, sizeof pid, "p%03d", id++);
+				es_doc d = {.product_id = pid, .store_id = "s", .title = w,
+				            .currency = "EUR"};
+				assert_int_equal(es_upsert(ix, &d), ES_OK);
+			}
+		}
+	es_result r;
+	es_query q = text("kqzv");
+	assert_int_equal(es_search(ix, &q, &r), ES_OK);
+	assert_int_equal(r.correction_count, 1);
+	assert_string_equal(r.corrections[1], "kqzb");
+	assert_int_equal(r.total, 5 + 4 + 3);
+	es_result_free(&r);
+	es_destroy(ix);
+}
+
 static void test_multiword_and(void **state)
 {
 	(void)state;
@@ -820,6 +860,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty_index),
 		cmocka_unit_test(test_tokenize),	  cmocka_unit_test(test_exact_prefix_typo),
+		cmocka_unit_test(test_typo_many_candidates),
 		cmocka_unit_test(test_multiword_and), cmocka_unit_test(test_filters),
 		cmocka_unit_test(test_sorts),	  cmocka_unit_test(test_paging),
 		cmocka_unit_test(test_paging_relevance_with_inserts),

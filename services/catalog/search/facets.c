@@ -227,32 +227,48 @@ static int widen(uint64_t *dst, const uint32_t *src, uint32_t nsrc, uint32_t n)
 	return ES_OK;
 }
 
-/* Facets from a word's kept counts; only the price buckets' edges need the
- * documents. */
+/* Facets from a word's kept counts, less the counts of its products in
+ * `out` (NULL: none) that the match set left out; only the price
+ * buckets' edges need the matching documents. */
 static int facets_from_fc(es_index *ix, const es_query *q, const roaring_bitmap_t *m,
-                          const tfacets *fc, es_result *r, arena *a)
+                          const tfacets *fc, const roaring_bitmap_t *out, es_result *r,
+                          arena *a)
 {
 	size_t nb = q->price_bound_count;
 	const int64_t *b = q->price_bounds;
-	uint32_t nmax = ix->ncats;
-	if (ix->nstores > nmax)
-		nmax = ix->nstores;
-	uint64_t *c64 = calloc(nmax + 1, sizeof *c64);
-	uint64_t *v64 = calloc(ix->navals + 1, sizeof *v64);
-	uint64_t *k64 = calloc(ix->nakeys + 1, sizeof *k64);
+	uint64_t *cc = calloc(ix->ncats + 1, sizeof *cc);
+	uint64_t *sc = calloc(ix->nstores + 1, sizeof *sc);
+	uint64_t *vc = calloc(ix->navals + 1, sizeof *vc);
+	uint64_t *kc = calloc(ix->nakeys + 1, sizeof *kc);
+	uint64_t *pk = calloc(ES_PRICE_KEYS, sizeof *pk);
 	es_price_bucket *pb = nb ? arena_alloc(a, nb * sizeof *pb) : NULL;
 	int rc = ES_ENOMEM;
-	if (!c64 || !v64 || !k64 || (nb && !pb))
+	if (!cc || !sc || !vc || !kc || !pk || (nb && !pb))
 		goto out;
-	widen(c64, fc->cc, fc->ncc, ix->ncats);
-	if ((rc = emit(&r->categories, &r->category_count, c64, ix->cats, ix->ncats, a)) != ES_OK)
+	widen(cc, fc->cc, fc->ncc, ix->ncats);
+	widen(sc, fc->sc, fc->nsc, ix->nstores);
+	widen(vc, fc->vc, fc->nvc, ix->navals);
+	widen(kc, fc->kc, fc->nkc, ix->nakeys);
+	for (int64_t k = 0; k < ES_PRICE_KEYS; k++)
+		pk[k] = fc->pk[k];
+	if (out)
+		FOR_EACH_MATCH(out, id, {
+			const frec *f = &ix->frecs[id];
+			for (uint8_t i = 0; i < f->ncat; i++)
+				cc[f->vals[i]]--;
+			sc[f->store]--;
+			for (uint8_t i = 0; i < f->nattr; i++) {
+				uint32_t v = f->vals[f->ncat + i];
+				vc[v]--;
+				kc[ix->avals[v].key]--;
+			}
+			pk[es_price_key(f->price)]--;
+		});
+	if ((rc = emit(&r->categories, &r->category_count, cc, ix->cats, ix->ncats, a)) != ES_OK)
 		goto out;
-	widen(c64, fc->sc, fc->nsc, ix->nstores);
-	if ((rc = emit(&r->stores, &r->store_count, c64, ix->stores, ix->nstores, a)) != ES_OK)
+	if ((rc = emit(&r->stores, &r->store_count, sc, ix->stores, ix->nstores, a)) != ES_OK)
 		goto out;
-	widen(v64, fc->vc, fc->nvc, ix->navals);
-	widen(k64, fc->kc, fc->nkc, ix->nakeys);
-	if ((rc = emit_attrs(ix, q, v64, k64, r, a)) != ES_OK)
+	if ((rc = emit_attrs(ix, q, vc, kc, r, a)) != ES_OK)
 		goto out;
 	for (size_t i = 0; i < nb; i++) {
 		pb[i].lo = b[i];
@@ -264,7 +280,7 @@ static int facets_from_fc(es_index *ix, const es_query *q, const roaring_bitmap_
 	for (size_t i = 0; i < nb; i++)
 		kb[i] = es_price_key(b[i]);
 	for (int64_t k = 0; k < ES_PRICE_KEYS && nb; k++) {
-		if (!fc->pk[k])
+		if (!pk[k])
 			continue;
 		bool edge = false;
 		size_t f = 0;
@@ -276,7 +292,7 @@ static int facets_from_fc(es_index *ix, const es_query *q, const roaring_bitmap_
 		}
 		if (!edge) {
 			if (f > 0)
-				pb[f - 1].count += fc->pk[k];
+				pb[f - 1].count += pk[k];
 			continue;
 		}
 		/* A bound inside this bucket: its matching documents one by one. */
@@ -295,18 +311,30 @@ static int facets_from_fc(es_index *ix, const es_query *q, const roaring_bitmap_
 	}
 	rc = ES_OK;
 out:
-	free(c64);
-	free(v64);
-	free(k64);
+	free(cc);
+	free(sc);
+	free(vc);
+	free(kc);
+	free(pk);
 	return rc;
 }
 
 int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *m, const tfacets *fc,
-                      es_result *r, arena *a)
+                      const roaring_bitmap_t *word, es_result *r, arena *a)
 {
-	if (fc)
-		return facets_from_fc(ix, q, m, fc, r, a);
 	uint64_t total = roaring_bitmap_get_cardinality(m);
+	if (fc && !word)
+		return facets_from_fc(ix, q, m, fc, NULL, r, a);
+	if (fc && roaring_bitmap_get_cardinality(word) - total < total) {
+		/* Filters that leave out fewer products than they keep (in
+		 * stock, a price floor): the pass goes over those left out. */
+		roaring_bitmap_t *out = roaring_bitmap_andnot(word, m);
+		if (!out)
+			return ES_ENOMEM;
+		int rc = facets_from_fc(ix, q, m, fc, out, r, a);
+		bm_free(out);
+		return rc;
+	}
 	size_t nb = q->price_bound_count;
 	const int64_t *b = q->price_bounds;
 	bool cat_bm = use_bitmaps(ix, total, ix->ncats);

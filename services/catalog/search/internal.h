@@ -244,9 +244,14 @@ double es_doc_sort_key(const doc_t *d, es_sort s);
 
 /* ---- facets.c ------------------------------------------------------- */
 
-/* fc: the word's kept counts when match is exactly that word's products. */
+/* fc: the kept counts of a word whose products (word) hold every match:
+ * when match is all of them, the counts are read as kept; when filters
+ * left out fewer products than they kept, the left-out ones are
+ * subtracted (a pass over them instead of over the matches). word NULL:
+ * match is exactly the word's products. */
 int es_compute_facets(es_index *ix, const es_query *q, const roaring_bitmap_t *match,
-                      const tfacets *fc, es_result *r, arena *a);
+                      const tfacets *fc, const roaring_bitmap_t *word, es_result *r,
+                      arena *a);
 /* Adds delta times product id to fc; false (fc unchanged) on ENOMEM. */
 bool es_fc_apply(es_index *ix, tfacets *fc, uint32_t id, int delta);
 void es_fc_free(tfacets *fc);

@@ -241,6 +241,14 @@ int es_osa_distance(const char *a, size_t an, const char *b, size_t bn, int max)
 	return p[bn];
 }
 
+/* The order of corrections: the most frequent first, then byte order. */
+static bool cand_before(const lexicon *lx, uint32_t a, uint32_t b)
+{
+	uint64_t da = lex_df(lx, a), db = lex_df(lx, b);
+	const term_t *tb = &lx->terms[b];
+	return da > db || (da == db && term_cmp_str(lx, a, tb->s, tb->len) < 0);
+}
+
 typedef struct {
 	const lexicon *lx;
 	const char *w;
@@ -275,8 +283,21 @@ static void consider(correct_ctx *cx, const char *s, size_t n)
 		bool dup = false;
 		for (size_t i = 0; i < cx->ncand && !dup; i++)
 			dup = cx->cand[i] == t;
-		if (!dup && cx->ncand < sizeof cx->cand / sizeof cx->cand[0])
+		if (dup)
+			continue;
+		if (cx->ncand < sizeof cx->cand / sizeof cx->cand[0]) {
 			cx->cand[cx->ncand++] = t;
+			continue;
+		}
+		/* Full (a dense family of codes can have hundreds of words at
+		 * distance 1): keep the best 64 by the final order, not the
+		 * first 64 the lookup happens to meet. */
+		size_t worst = 0;
+		for (size_t i = 1; i < cx->ncand; i++)
+			if (cand_before(cx->lx, cx->cand[worst], cx->cand[i]))
+				worst = i;
+		if (cand_before(cx->lx, t, cx->cand[worst]))
+			cx->cand[worst] = t;
 	}
 }
 
@@ -306,11 +327,7 @@ size_t lex_correct(const lexicon *lx, const char *w, size_t n, uint32_t *out, si
 		uint32_t v = cx.cand[i];
 		size_t j = i;
 		while (j > 0) {
-			uint64_t dv = lex_df(lx, v), dp = lex_df(lx, cx.cand[j - 1]);
-			const term_t *tp = &lx->terms[cx.cand[j - 1]];
-			bool before =
-			        dv > dp || (dv == dp && term_cmp_str(lx, v, tp->s, tp->len) < 0);
-			if (!before)
+			if (!cand_before(lx, v, cx.cand[j - 1]))
 				break;
 			cx.cand[j] = cx.cand[j - 1];
 			j--;

@@ -831,14 +831,19 @@ facets:
 			pthread_mutex_unlock(&ix->cache_lock);
 		}
 		if (!hit) {
-			/* One word read as one lexicon word, no filter: the match set
-			 * is that word's products, whose counts are kept. */
+			/* One word read as one lexicon word: the match set is that
+			 * word's products (whose counts are kept), or those the
+			 * filters keep of them. */
 			const tfacets *fc = NULL;
-			if (m && w.n == 1 && w.t[0].nvars == 1 && !q->category_count &&
-			    !q->store_count && !q->has_min_price && !q->has_max_price &&
-			    !q->attr_filter_count && !q->in_stock_only)
-				fc = ix->lex.terms[w.t[0].vars[0].term].fc;
-			rc = es_compute_facets(ix, q, m ? m : empty, fc, r, ra);
+			const roaring_bitmap_t *word = NULL;
+			if (m && w.n == 1 && w.t[0].nvars == 1) {
+				const term_t *tm = &ix->lex.terms[w.t[0].vars[0].term];
+				fc = tm->fc;
+				if (q->category_count || q->store_count || q->has_min_price ||
+				    q->has_max_price || q->attr_filter_count || q->in_stock_only)
+					word = tm->docs;
+			}
+			rc = es_compute_facets(ix, q, m ? m : empty, fc, word, r, ra);
 			if (rc == ES_OK && ix->cache) {
 				pthread_mutex_lock(&ix->cache_lock);
 				fcache_entry *e = &ix->cache[ix->cache_next];
