@@ -82,13 +82,15 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 # run in the background, with the state folder STATE and the services
 # built in BUILD. Ports and settings come from the caller's environment
 # (DB_PORT, REDIS_PORT, TOKEN_SERVICE_PORT, ...; free_ports gives fresh
-# ones, stack_up refuses any taken since). Waits up to 120 s for
-# everything to be up; sets stack_up_pid and stack_pid[NAME] (postgres,
+# ones, stack_up refuses any taken since). Waits up to 90 s more than
+# ESTORE_START_TIMEOUT (stack_up's wait for each component, default 30 s)
+# for everything to be up; sets stack_up_pid and stack_pid[NAME] (postgres,
 # redis, token, account, catalog, auth, edge).
 stack_up_pid=
 declare -gA stack_pid=()
 stack_start() {
 	local state=$1 build=$2 i n
+	local wait_s=$((${ESTORE_START_TIMEOUT:-30} + 90))
 	: >"$state/bench.env"
 	(
 		export ESTORE_STATE=$state ESTORE_BUILD_DIR=$build ESTORE_ENV_FILE=$state/bench.env
@@ -97,7 +99,7 @@ stack_start() {
 		stack_up
 	) >"$state/up.log" 2>&1 &
 	stack_up_pid=$!
-	for ((i = 0; i < 240; i++)); do
+	for ((i = 0; i < wait_s * 2; i++)); do
 		grep -q '^estore: up:' "$state/up.log" && break
 		if ! kill -0 "$stack_up_pid" 2>/dev/null; then
 			cat "$state/up.log" >&2
@@ -108,7 +110,7 @@ stack_start() {
 	done
 	if ! grep -q '^estore: up:' "$state/up.log"; then
 		cat "$state/up.log" >&2
-		echo "bench: the stack did not come up in 120 s" >&2
+		echo "bench: the stack did not come up in $wait_s s" >&2
 		return 1
 	fi
 	for n in postgres redis token account catalog auth edge; do

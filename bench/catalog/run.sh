@@ -319,6 +319,9 @@ main() {
 	# The anonymous rate limit stays on (every request takes from the
 	# bucket of 127.0.0.1 in Redis) but at its highest.
 	export EDGE_RATE_ANON_PER_MIN=1000000
+	# The catalog serves once its search index is built: a minute or so
+	# for a million products on a busy machine.
+	export ESTORE_START_TIMEOUT=600
 	log "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores; starting the stack in $state"
 	start_stack
 
