@@ -565,11 +565,17 @@ _stack_service_start() { # name
 	(cd "$_stack_repo" && exec setsid "$bin") </dev/null >>"$_stack_logs/$name.log" 2>&1 &
 	pid=$!
 	_stack_record "$name" "$pid" "$addr"
-	if ! st=$(_stack_health_of "$name" "$addr" "$_stack_start_timeout"); then
+	# The catalog serves once its search index is built from the
+	# database: about 30 s for a million products (./estore seed).
+	local wait=$_stack_start_timeout
+	if [ "$name" = catalog ] && [ "$wait" -lt 180 ]; then
+		wait=180
+	fi
+	if ! st=$(_stack_health_of "$name" "$addr" "$wait"); then
 		if ! _stack_alive "$pid"; then
 			_stack_err "estore-$name exited while starting; $_stack_logs/$name.log:"
 		else
-			_stack_err "estore-$name is $st after ${_stack_start_timeout}s; $_stack_logs/$name.log:"
+			_stack_err "estore-$name is $st after ${wait}s; $_stack_logs/$name.log:"
 		fi
 		_stack_log_tail "$_stack_logs/$name.log"
 		return 1
@@ -746,7 +752,7 @@ stack_status() {
 # replicas rebuild their search index when it commits.
 stack_seed() { # estore-seed arguments...
 	_stack_config || return 1
-	local bin=$_stack_build/services/catalog/estore-seed
+	local bin=$_stack_build/services/catalog/seed/estore-seed
 	if [ ! -x "$bin" ]; then
 		_stack_err "estore-seed is not built in $_stack_build (./estore build)"
 		return 1
