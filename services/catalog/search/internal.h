@@ -259,9 +259,13 @@ void es_fc_free(tfacets *fc);
 int es_copy_facets(es_result *dst, const es_result *src, arena *a);
 
 /* ---- query.c -------------------------------------------------------- */
-/* The documents of bucket column c whose value is in [lo, hi] (inclusive);
- * a new bitmap or NULL on ENOMEM. */
+/* The documents of bucket column c whose value is in [lo, hi] (inclusive),
+ * or with outside, those whose value is not; a new bitmap or NULL on
+ * ENOMEM. */
 roaring_bitmap_t *es_bcol_range(const es_index *ix, const bcol *c, int64_t lo, int64_t hi,
-                                int64_t (*bucket_of)(int64_t), int64_t (*value_of)(const doc_t *));
+                                bool outside, int64_t (*bucket_of)(int64_t),
+                                int64_t (*value_of)(const doc_t *));
+/* How many of c's buckets lie wholly within [lo, hi]. */
+uint32_t es_bcol_inner(const bcol *c, int64_t lo, int64_t hi, int64_t (*bucket_of)(int64_t));
 
 #endif

@@ -352,21 +352,24 @@ oom:
 }
 
 roaring_bitmap_t *es_bcol_range(const es_index *ix, const bcol *c, int64_t lo, int64_t hi,
-                                int64_t (*bucket_of)(int64_t), int64_t (*value_of)(const doc_t *))
+                                bool outside, int64_t (*bucket_of)(int64_t),
+                                int64_t (*value_of)(const doc_t *))
 {
-	roaring_bitmap_t *out = roaring_bitmap_create();
-	if (!out || lo > hi)
-		return out;
 	int64_t blo = bucket_of(lo), bhi = bucket_of(hi);
-	uint32_t buf[256];
+	const roaring_bitmap_t **whole = malloc((c->n ? c->n : 1) * sizeof *whole);
+	roaring_bitmap_t *edge = roaring_bitmap_create();
+	uint32_t nwhole = 0, buf[256];
+	if (!whole || !edge) {
+		free(whole);
+		bm_free(edge);
+		return NULL;
+	}
 	for (uint32_t i = 0; i < c->n; i++) {
 		int64_t k = c->b[i].key;
-		if (k < blo)
-			continue;
-		if (k > bhi)
-			break;
-		if (k > blo && k < bhi) {
-			roaring_bitmap_or_inplace(out, c->b[i].bm);
+		if (k != blo && k != bhi) {
+			/* Wholly in the range, or wholly out of it. */
+			if ((k > blo && k < bhi) != outside)
+				whole[nwhole++] = c->b[i].bm;
 			continue;
 		}
 		/* An edge bucket: its documents one by one. */
@@ -376,12 +379,30 @@ roaring_bitmap_t *es_bcol_range(const es_index *ix, const bcol *c, int64_t lo, i
 		while ((got = roaring_read_uint32_iterator(&it, buf, 256)) > 0) {
 			for (uint32_t j = 0; j < got; j++) {
 				int64_t v = value_of(&ix->docs[buf[j]]);
-				if (v >= lo && v <= hi)
-					roaring_bitmap_add(out, buf[j]);
+				if ((v >= lo && v <= hi) != outside)
+					roaring_bitmap_add(edge, buf[j]);
 			}
 		}
 	}
+	/* One union of every whole bucket: far cheaper than as many ORs into
+	 * a growing bitmap. */
+	roaring_bitmap_t *out = nwhole ? roaring_bitmap_or_many(nwhole, whole) : NULL;
+	if (out)
+		roaring_bitmap_or_inplace(out, edge);
+	free(whole);
+	if (!nwhole)
+		return edge;
+	bm_free(edge);
 	return out;
+}
+
+uint32_t es_bcol_inner(const bcol *c, int64_t lo, int64_t hi, int64_t (*bucket_of)(int64_t))
+{
+	int64_t blo = bucket_of(lo), bhi = bucket_of(hi);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->n; i++)
+		n += c->b[i].key > blo && c->b[i].key < bhi;
+	return n;
 }
 
 static int64_t price_of(const doc_t *d)
@@ -707,8 +728,25 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 			m = f;
 			owned = true;
 			f = NULL;
+		} else if (es_bcol_inner(&ix->price, lo, hi, es_price_key) * 2 > ix->price.n) {
+			/* A range holding most prices (a floor, say): take away
+			 * the few buckets outside it rather than unite those in it. */
+			f = es_bcol_range(ix, &ix->price, lo, hi, true, es_price_key, price_of);
+			if (!f)
+				goto oom;
+			if (owned) {
+				roaring_bitmap_andnot_inplace(m, f);
+			} else {
+				roaring_bitmap_t *x = roaring_bitmap_andnot(m, f);
+				if (!x)
+					goto oom;
+				m = x;
+				owned = true;
+			}
+			bm_free(f);
+			f = NULL;
 		} else {
-			f = es_bcol_range(ix, &ix->price, lo, hi, es_price_key, price_of);
+			f = es_bcol_range(ix, &ix->price, lo, hi, false, es_price_key, price_of);
 			if (!f || !and_into(&m, &owned, f))
 				goto oom;
 			bm_free(f);
