@@ -260,10 +260,12 @@ int es_copy_facets(es_result *dst, const es_result *src, arena *a);
 
 /* ---- query.c -------------------------------------------------------- */
 /* The documents of bucket column c whose value is in [lo, hi] (inclusive),
- * or with outside, those whose value is not; a new bitmap or NULL on
- * ENOMEM. */
+ * or with outside, those whose value is not; of the two edge buckets only
+ * documents in `within` (NULL: all) are looked at, so the result is exact
+ * only within it. A new bitmap or NULL on ENOMEM. */
 roaring_bitmap_t *es_bcol_range(const es_index *ix, const bcol *c, int64_t lo, int64_t hi,
-                                bool outside, int64_t (*bucket_of)(int64_t),
+                                bool outside, const roaring_bitmap_t *within,
+                                int64_t (*bucket_of)(int64_t),
                                 int64_t (*value_of)(const doc_t *));
 /* How many of c's buckets lie wholly within [lo, hi]. */
 uint32_t es_bcol_inner(const bcol *c, int64_t lo, int64_t hi, int64_t (*bucket_of)(int64_t));

@@ -352,7 +352,8 @@ oom:
 }
 
 roaring_bitmap_t *es_bcol_range(const es_index *ix, const bcol *c, int64_t lo, int64_t hi,
-                                bool outside, int64_t (*bucket_of)(int64_t),
+                                bool outside, const roaring_bitmap_t *within,
+                                int64_t (*bucket_of)(int64_t),
                                 int64_t (*value_of)(const doc_t *))
 {
 	int64_t blo = bucket_of(lo), bhi = bucket_of(hi);
@@ -372,17 +373,27 @@ roaring_bitmap_t *es_bcol_range(const es_index *ix, const bcol *c, int64_t lo, i
 				whole[nwhole++] = c->b[i].bm;
 			continue;
 		}
-		/* An edge bucket: its documents one by one. */
+		/* An edge bucket: its documents one by one, only those that
+		 * can matter (within), their records fetched a batch ahead. */
+		roaring_bitmap_t *x = within ? roaring_bitmap_and(c->b[i].bm, within) : NULL;
+		if (within && !x) {
+			free(whole);
+			bm_free(edge);
+			return NULL;
+		}
 		roaring_uint32_iterator_t it;
-		roaring_init_iterator(c->b[i].bm, &it);
+		roaring_init_iterator(x ? x : c->b[i].bm, &it);
 		uint32_t got;
 		while ((got = roaring_read_uint32_iterator(&it, buf, 256)) > 0) {
+			for (uint32_t j = 0; j < got; j++)
+				__builtin_prefetch(&ix->docs[buf[j]]);
 			for (uint32_t j = 0; j < got; j++) {
 				int64_t v = value_of(&ix->docs[buf[j]]);
 				if ((v >= lo && v <= hi) != outside)
 					roaring_bitmap_add(edge, buf[j]);
 			}
 		}
+		bm_free(x);
 	}
 	/* One union of every whole bucket: far cheaper than as many ORs into
 	 * a growing bitmap. */
@@ -731,7 +742,8 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 		} else if (es_bcol_inner(&ix->price, lo, hi, es_price_key) * 2 > ix->price.n) {
 			/* A range holding most prices (a floor, say): take away
 			 * the few buckets outside it rather than unite those in it. */
-			f = es_bcol_range(ix, &ix->price, lo, hi, true, es_price_key, price_of);
+			f = es_bcol_range(ix, &ix->price, lo, hi, true, m, es_price_key,
+			                  price_of);
 			if (!f)
 				goto oom;
 			if (owned) {
@@ -746,7 +758,8 @@ int es_search(es_index *ix, const es_query *q, es_result *r)
 			bm_free(f);
 			f = NULL;
 		} else {
-			f = es_bcol_range(ix, &ix->price, lo, hi, false, es_price_key, price_of);
+			f = es_bcol_range(ix, &ix->price, lo, hi, false, m, es_price_key,
+			                  price_of);
 			if (!f || !and_into(&m, &owned, f))
 				goto oom;
 			bm_free(f);
