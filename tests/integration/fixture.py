@@ -218,6 +218,22 @@ def main():
     unittest.main(argv=argv, verbosity=2)
 
 
+def take_option(name):
+    """Removes `name VALUE` or `name=VALUE` from sys.argv (an option of one
+    test program that the fixture and unittest do not know) and returns
+    VALUE, or None."""
+    argv = sys.argv
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            return value
+        if a.startswith(name + "="):
+            del argv[i]
+            return a.split("=", 1)[1]
+    return None
+
+
 def binary_path(name):
     """The estore-<name> executable from the command line (or default)."""
     return getattr(_args(), name)

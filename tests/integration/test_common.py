@@ -19,22 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture  # noqa: E402
 
 
-def _take_option(name):
-    """Removes `name VALUE` from sys.argv (fixture and unittest do not know
-    it) and returns VALUE."""
-    argv = sys.argv
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            value = argv[i + 1]
-            del argv[i:i + 2]
-            return value
-        if a.startswith(name + "="):
-            del argv[i]
-            return a.split("=", 1)[1]
-    return None
 
-
-CHECK_BINARY = _take_option("--common-check") or os.path.join(
+CHECK_BINARY = fixture.take_option("--common-check") or os.path.join(
     os.environ.get("ESTORE_BUILD_DIR", "build"), "tests", "integration", "common_check")
 
 

@@ -7,7 +7,6 @@ part ways, this fails."""
 import os
 import re
 import subprocess
-import sys
 
 import fixture
 
@@ -15,21 +14,8 @@ README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 MARKER = "<!-- readme-test: %s walkthrough -->"
 
 
-def _take_option(name):
-    """Removes `name=VALUE` or `name VALUE` from sys.argv; returns VALUE."""
-    argv = sys.argv
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            value = argv[i + 1]
-            del argv[i:i + 2]
-            return value
-        if a.startswith(name + "="):
-            del argv[i]
-            return a.split("=", 1)[1]
-    return None
 
-
-SEED_BIN = _take_option("--seed-bin") or os.path.join(
+SEED_BIN = fixture.take_option("--seed-bin") or os.path.join(
     os.environ.get("ESTORE_BUILD_DIR", "build"), "services", "catalog", "seed", "estore-seed")
 
 

@@ -12,7 +12,6 @@ Run by ctest (see CMakeLists.txt here) or by hand:
 import os
 import re
 import subprocess
-import sys
 import time
 
 import fixture
@@ -20,22 +19,8 @@ import fixture
 import grpc
 
 
-def _take_option(name):
-    """Removes `name VALUE` or `name=VALUE` from sys.argv (fixture and
-    unittest do not know it) and returns VALUE."""
-    argv = sys.argv
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            value = argv[i + 1]
-            del argv[i:i + 2]
-            return value
-        if a.startswith(name + "="):
-            del argv[i]
-            return a.split("=", 1)[1]
-    return None
 
-
-SEED_BIN = _take_option("--seed-bin") or os.path.join(
+SEED_BIN = fixture.take_option("--seed-bin") or os.path.join(
     os.environ.get("ESTORE_BUILD_DIR", "build"), "services", "catalog", "seed", "estore-seed")
 
 PRODUCTS = 3000
