@@ -2369,6 +2369,7 @@ static int write_object(tc_ctx *c, wbuf *w, const ProtobufCMessage *m,
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	bool first = true;
+	char name[128];
 
 	if (depth > c->max_depth)
 		return too_deep(c);
@@ -2384,9 +2385,18 @@ static int write_object(tc_ctx *c, wbuf *w, const ProtobufCMessage *m,
 			w_putc(w, ',');
 		first = false;
 		w_putc(w, '"');
-		w_camel(w, f->name);
-		w_put(w, "\":", 2);
-		mark = path_field_camel(c, f->name);
+		if (strlen(f->name) < sizeof name) {
+			/* Once for the key and the error path alike. */
+			size_t n = camel(f->name, name, sizeof name);
+
+			w_put(w, name, n);
+			w_put(w, "\":", 2);
+			mark = path_field(c, name, n);
+		} else {
+			w_camel(w, f->name);
+			w_put(w, "\":", 2);
+			mark = path_field_camel(c, f->name);
+		}
 		if ((rc = write_field(c, w, m, f, depth + 1)))
 			return rc;
 		if (w->nomem)
