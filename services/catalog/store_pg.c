@@ -36,6 +36,21 @@
 
 /* ---- plumbing ---------------------------------------------------------- */
 
+/* A "{a,b,c}" array literal of canonical UUIDs: only our own validated ids
+ * go in, so no element needs quoting. */
+static char *uuid_array(rpc_arena *a, const char *const *ids, size_t n)
+{
+	char *s = rpc_arena_alloc(a, n * 37 + 3), *o = s;
+
+	if (!s)
+		return NULL;
+	*o++ = '{';
+	for (size_t i = 0; i < n; i++)
+		o += sprintf(o, "%s%s", i ? "," : "", ids[i]);
+	strcpy(o, "}");
+	return s;
+}
+
 static PGconn *acquire(pg_pool *pool, rpc_ctx *ctx, rpc_code *code)
 {
 	return pgcall_acquire(pool, ctx, "catalog store", code);
@@ -562,7 +577,7 @@ rpc_code cat_product_get_many(pg_pool *pool, rpc_ctx *ctx,
 		"JOIN catalog.stores s ON s.id = p.store_id "
 		"WHERE p.id = ANY($1::uuid[])";
 	rpc_arena *a = rpc_ctx_arena(ctx);
-	char *list = rpc_arena_alloc(a, n * 37 + 3), *at = list;
+	char *list = uuid_array(a, ids, n);
 	const char *p[1] = { list };
 	rpc_code code;
 	PGconn *conn;
@@ -570,14 +585,8 @@ rpc_code cat_product_get_many(pg_pool *pool, rpc_ctx *ctx,
 
 	if (!list)
 		return oom(ctx);
-	/* An array literal: canonical UUIDs need no quoting. */
-	*at++ = '{';
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		found[i] = false;
-		at += sprintf(at, "%s%s", i ? "," : "", ids[i]);
-	}
-	*at++ = '}';
-	*at = '\0';
 	if (!(conn = acquire(pool, ctx, &code)))
 		return code;
 	r = exec(conn, ctx, "get products", sql, 1, p, NULL, &code);
@@ -747,21 +756,19 @@ rpc_code cat_stock_adjust(pg_pool *pool, rpc_ctx *ctx, const char *id,
 
 /* ---- reservations ------------------------------------------------------ */
 
-/* "{a,b,c}" array literals of canonical UUIDs and integers: only our own
- * validated values go in, so no element needs quoting. */
+/* The lines' product ids as one array literal. */
 static char *id_array(rpc_arena *a, const cat_line *const *lines, size_t n)
 {
-	char *s = rpc_arena_alloc(a, n * 37 + 3), *o = s;
+	const char **ids = rpc_arena_calloc(a, n + 1, sizeof(*ids));
 
-	if (!s)
+	if (!ids)
 		return NULL;
-	*o++ = '{';
 	for (size_t i = 0; i < n; i++)
-		o += sprintf(o, "%s%s", i ? "," : "", lines[i]->product_id);
-	strcpy(o, "}");
-	return s;
+		ids[i] = lines[i]->product_id;
+	return uuid_array(a, ids, n);
 }
 
+/* The lines' quantities, likewise (integers need no quoting either). */
 static char *qty_array(rpc_arena *a, const cat_line *const *lines, size_t n)
 {
 	char *s = rpc_arena_alloc(a, n * 21 + 3), *o = s;

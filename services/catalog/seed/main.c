@@ -406,7 +406,6 @@ static int seed(const struct config *cfg, const char *conninfo,
 	size_t ncat;
 	char (*cat_ids)[SEED_UUID_LEN + 1];
 	char password[25], hash[160], err[512];
-	const char *pw = password;
 	uint64_t suspended = 0, active = 0;
 	double t0 = now_s();
 	PGconn *c = NULL;
@@ -421,7 +420,7 @@ static int seed(const struct config *cfg, const char *conninfo,
 		fprintf(stderr, PROG ": no randomness for a password\n");
 		goto out;
 	}
-	if (!hash_password(pw, hash, sizeof(hash))) {
+	if (!hash_password(password, hash, sizeof(hash))) {
 		fprintf(stderr, PROG ": cannot hash the vendor password\n");
 		goto out;
 	}
@@ -485,12 +484,10 @@ static int seed(const struct config *cfg, const char *conninfo,
 	       " stores (%" PRIu64 " suspended) of %" PRIu64 " vendors, %zu "
 	       "categories, in %.1f s\n", plan.products, active, plan.stores,
 	       suspended, plan.vendors, ncat, now_s() - t0);
-	{
-		printf("vendors sign in as vendor0.seed%" PRIu64 "@example.com"
-		       " .. vendor%" PRIu64 ".seed%" PRIu64 "@example.com",
-		       seed_value, plan.vendors - 1, seed_value);
-		printf(" with the password %s\n", pw);
-	}
+	printf("vendors sign in as vendor0.seed%" PRIu64 "@example.com .. "
+	       "vendor%" PRIu64 ".seed%" PRIu64 "@example.com with the "
+	       "password %s\n", seed_value, plan.vendors - 1, seed_value,
+	       password);
 	rc = 0;
 out:
 	if (rc != 0 && c && PQtransactionStatus(c) != PQTRANS_IDLE)
