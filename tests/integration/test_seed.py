@@ -173,6 +173,16 @@ class SeedTest(fixture.StackTestCase):
             lambda: st.health("catalog-r", service=service) == "SERVING", 15, 0.1),
             "the replica never turned SERVING once its index could be built")
 
+    def test_estore_seed_runs_the_built_tool(self):
+        # `./estore seed` (scripts/stack.sh) must name where the build puts
+        # estore-seed, or the command fails on every machine.
+        stack_sh = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "stack.sh")
+        with open(stack_sh, encoding="utf-8") as f:
+            m = re.search(r"\$_stack_build/(\S+/estore-seed)\b", f.read())
+        self.assertIsNotNone(m, "scripts/stack.sh names no estore-seed")
+        self.assertTrue(SEED_BIN.endswith(os.sep + m.group(1)),
+                        "stack.sh runs %s, the build makes %s" % (m.group(1), SEED_BIN))
+
     def test_the_same_seed_gives_the_same_rows(self):
         prints = []
         for db in ("seed_a", "seed_b"):
